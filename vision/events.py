@@ -1,0 +1,60 @@
+"""The third stage's data type: one violation episode on one source."""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+
+EVENT_TYPES = ("street_vending", "illegal_construction", "dust")
+
+
+@dataclass(slots=True)
+class Event:
+    """A violation episode as the rules see it.
+
+    An event is published every time it changes state (``opened``, ``updated``,
+    ``closed``) with the same ``event_id`` and a growing ``revision``; consumers
+    keep the newest revision, so re-delivery of an older message changes nothing.
+    ``bbox`` is in the source video's pixels, at the moment of the best evidence.
+    """
+
+    event_id: str
+    source_id: str
+    event_type: str
+    state: str  # opened | updated | closed
+    start: float
+    last_seen: float
+    confidence: float
+    bbox: tuple[float, float, float, float]
+    label: str = ""
+    zone: str | None = None
+    end: float | None = None
+    revision: int = 0
+    hits: int = 0
+    samples: int = 0
+    evidence_ts: float | None = None
+    lat: float | None = None
+    lon: float | None = None
+    model_version: str = ""
+    trace: list[str] = field(default_factory=list)
+    snapshot: bytes | None = None  # JPEG with the box drawn; small
+
+    def to_message(self) -> dict[str, str]:
+        """Flat string fields for a Redis Stream entry (JPEG as base64)."""
+        body = asdict(self)
+        snap = body.pop("snapshot")
+        return {
+            "event": json.dumps(body, ensure_ascii=False),
+            "snapshot": base64.b64encode(snap).decode() if snap else "",
+        }
+
+    @classmethod
+    def from_message(cls, fields: dict) -> "Event":
+        def text(v):
+            return v.decode() if isinstance(v, bytes) else v
+
+        fields = {text(k): text(v) for k, v in fields.items()}
+        body = json.loads(fields["event"])
+        body["bbox"] = tuple(body["bbox"])
+        snap = fields.get("snapshot") or ""
+        return cls(**body, snapshot=base64.b64decode(snap) if snap else None)
