@@ -1,0 +1,242 @@
+"""Events → draft cases: one case per violation, however often and by whom it is seen.
+
+The rules publish an event every time it changes (same ``event_id``, growing
+``revision``), messages may arrive twice or out of order, a stall may flicker
+out of view and back, and one shed may be seen by two cameras. The builder folds
+all of that into a single draft case:
+
+* an event id already stored at this or a newer revision changes nothing;
+* a known event updates its case (times, best evidence, hits, trace);
+* a new event joins an existing case of the same type when it is the same
+  violation: the same source and zone, or another source within
+  ``merge_radius_m``, seen within ``cooldown_s`` of the case;
+* otherwise it opens a new case.
+
+Only drafts are changed. Once an analyst has approved or rejected a case, later
+revisions of its events are recorded (so stale re-deliveries stay ignored) but
+the case is left as it was reviewed; a new event of the same violation within
+the cooldown is dropped, attached to nothing, because the violation was already
+decided on; after the cooldown it opens a new draft.
+
+Location: the builder uses the event's own lat/lon (telemetry of drones, vehicles
+and phones). For a fixed camera the caller fills ``event.lat``/``event.lon`` from
+the source registry before ``apply``; without a location a case can only merge
+with cases of its own source, and its grid is the source's configured one.
+"""
+from __future__ import annotations
+
+import math
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vision.events import Event
+
+from .evidence_store import EvidenceStore
+from .grid import GridIndex
+from .store import CaseEvent, DraftCase, DraftCaseView, Store, utcnow
+from .taxonomy import Taxonomy
+
+EPOCH_2001 = 1e9  # times above this are Unix seconds; below, seconds into an uploaded file
+MAX_TRACE_LINES = 200
+EARTH_RADIUS_M = 6_371_000.0
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+
+
+class CaseBuilder:
+    def __init__(
+        self,
+        store: Store,
+        taxonomy: Taxonomy,
+        grid: GridIndex | None = None,
+        evidence: EvidenceStore | None = None,
+        cooldown_s: float = 300.0,
+        merge_radius_m: float = 30.0,
+    ):
+        self.store = store
+        self.taxonomy = taxonomy
+        self.grid = grid
+        self.evidence = evidence
+        self.cooldown_s = cooldown_s
+        self.merge_radius_m = merge_radius_m
+
+    def apply(self, event: Event, source_kind: str, source_grid: str | None = None) -> DraftCaseView | None:
+        """Fold one event message into the cases.
+
+        Returns the draft case the event opened or updated, or None when it
+        changed no case: a stale or repeated revision, or an event of a case
+        that has already been reviewed. ``source_grid`` is the source's
+        configured grid cell, used when the event's location gives none.
+        """
+        with self.store.transaction() as s:
+            # Two builders deciding "merge or open?" at once would both open.
+            self.store.lock(s, "cases.builder")
+            known = s.scalar(select(CaseEvent).where(CaseEvent.event_id == event.event_id).with_for_update())
+            if known is not None:
+                if event.revision <= known.revision:
+                    return None
+                _copy_progress(known, event)
+                case = s.scalar(select(DraftCase).where(DraftCase.id == known.case_id).with_for_update())
+                if case.status != "draft":
+                    return None
+            else:
+                case, reason = self._same_violation(s, event)
+                if case is not None and case.status != "draft":
+                    return None  # already decided on, within the cooldown: attach to nothing
+                if case is None:
+                    case = self._open(s, event, source_kind, source_grid)
+                elif event.source_id not in case.source_ids:
+                    case.source_ids = case.source_ids + [event.source_id]
+                s.add(_new_case_event(case.id, event, joined=reason or None))
+            self._update(s, case, event)
+            s.flush()
+            return DraftCaseView.model_validate(case)
+
+    # -- deciding where a new event belongs ------------------------------------
+
+    def _same_violation(self, s: Session, event: Event) -> tuple[DraftCase | None, str]:
+        """The case a new event continues, if any (draft or not), and why."""
+        window = self.cooldown_s
+        candidates = s.scalars(
+            select(DraftCase)
+            .where(
+                DraftCase.event_type == event.event_type,
+                DraftCase.last_seen >= event.start - window,
+                DraftCase.first_seen <= event.last_seen + window,
+            )
+            .with_for_update()
+        ).all()
+        best, best_key, best_reason = None, None, ""
+        for case in candidates:
+            distance = self._distance(case, event)
+            if case.source_id == event.source_id:
+                # The same camera and zone: a flicker, unless a moving source has
+                # since driven somewhere else. Another zone is another violation,
+                # even though a fixed camera gives both the same location.
+                if case.zone != event.zone or (distance is not None and distance > self.merge_radius_m):
+                    continue
+                gap = max(0.0, event.start - case.last_seen)
+                key, reason = (0, 0.0, -case.last_seen), f"same source and zone, {gap:.0f} s after the last sighting"
+            else:
+                if distance is None or distance > self.merge_radius_m or not _comparable_clocks(case, event):
+                    continue
+                key, reason = (1, distance, -case.last_seen), f"{event.source_id} saw it {distance:.0f} m from the case"
+            if best_key is None or key < best_key:
+                best, best_key, best_reason = case, key, reason
+        return best, best_reason
+
+    def _distance(self, case: DraftCase, event: Event) -> float | None:
+        if case.lat is None or case.lon is None or event.lat is None or event.lon is None:
+            return None
+        return haversine_m(case.lat, case.lon, event.lat, event.lon)
+
+    # -- writing ---------------------------------------------------------------
+
+    def _open(self, s: Session, event: Event, source_kind: str, source_grid: str | None) -> DraftCase:
+        category = self.taxonomy.category_for(event.event_type, event.label)
+        now = utcnow()
+        case = DraftCase(
+            case_no=self.store.next_case_no(s, now),
+            status="draft",
+            event_type=event.event_type,
+            major=category.major,
+            major_name=category.major_name,
+            minor=category.minor,
+            minor_name=category.minor_name,
+            description=self.taxonomy.describe(event.event_type, source_kind, event.source_id, event.zone),
+            source_id=event.source_id,
+            source_kind=source_kind,
+            source_ids=[event.source_id],
+            lat=event.lat,
+            lon=event.lon,
+            grid=self._grid_at(event.lat, event.lon) or source_grid,
+            first_seen=event.start,
+            last_seen=event.last_seen,
+            created_at=now,
+            updated_at=now,
+            ended=False,
+            confidence=event.confidence,
+            bbox=list(event.bbox),
+            label=event.label,
+            zone=event.zone,
+            trace=[],
+            snapshot_key=self._store_snapshot(event),
+            model_version=event.model_version,
+            hits=0,
+            samples=0,
+        )
+        s.add(case)
+        s.flush()  # assigns the id the event row points to
+        return case
+
+    def _update(self, s: Session, case: DraftCase, event: Event) -> None:
+        case.first_seen = min(case.first_seen, event.start)
+        case.last_seen = max(case.last_seen, event.last_seen)
+        if event.confidence > case.confidence:
+            # The evidence moves as one: box, label and picture of the best sighting.
+            case.confidence, case.bbox, case.label = event.confidence, list(event.bbox), event.label
+            case.model_version = event.model_version
+            case.snapshot_key = self._store_snapshot(event) or case.snapshot_key
+        elif case.snapshot_key is None:
+            case.snapshot_key = self._store_snapshot(event)
+        if case.lat is None and event.lat is not None and event.lon is not None:
+            case.lat, case.lon = event.lat, event.lon
+            case.grid = self._grid_at(event.lat, event.lon) or case.grid
+        events = s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.start)).all()
+        case.hits = sum(e.hits for e in events)
+        case.samples = sum(e.samples for e in events)
+        case.ended = all(e.state == "closed" for e in events)
+        case.trace = _case_trace(events)
+        case.updated_at = utcnow()
+
+    def _grid_at(self, lat: float | None, lon: float | None) -> str | None:
+        if self.grid is None or lat is None or lon is None:
+            return None
+        return self.grid.cell_at(lat, lon)
+
+    def _store_snapshot(self, event: Event) -> str | None:
+        # Content-addressed, so writing before the transaction commits is safe:
+        # a rollback leaves at most an unreferenced file, never a wrong one.
+        if self.evidence is None or not event.snapshot:
+            return None
+        return self.evidence.put(event.snapshot, "jpg")
+
+
+def _new_case_event(case_id: int, event: Event, joined: str | None) -> CaseEvent:
+    row = CaseEvent(
+        event_id=event.event_id, case_id=case_id, source_id=event.source_id, start=event.start, joined=joined
+    )
+    _copy_progress(row, event)
+    return row
+
+
+def _copy_progress(row: CaseEvent, event: Event) -> None:
+    row.revision, row.state, row.last_seen, row.end = event.revision, event.state, event.last_seen, event.end
+    row.confidence, row.hits, row.samples = event.confidence, event.hits, event.samples
+    row.trace = list(event.trace)  # each revision carries its event's whole trace
+
+
+def _comparable_clocks(case: DraftCase, event: Event) -> bool:
+    """Seconds into two different uploaded files say nothing about being seen at
+    the same time, so only wall-clock times may join cases across sources."""
+    return case.first_seen >= EPOCH_2001 and event.start >= EPOCH_2001
+
+
+def _case_trace(events: list[CaseEvent]) -> list[str]:
+    """Each event's trace in turn, the later ones headed by why they joined; when
+    it grows long, the first lines (why the case opened) and the newest are kept."""
+    lines: list[str] = []
+    for e in events:
+        if e.joined:
+            lines.append(f"case: event {e.event_id} from {e.source_id} joined ({e.joined})")
+        lines.extend(e.trace)
+    if len(lines) <= MAX_TRACE_LINES:
+        return lines
+    half = MAX_TRACE_LINES // 2
+    return lines[:half] + [f"… {len(lines) - 2 * half} lines omitted"] + lines[-half:]
