@@ -1,0 +1,245 @@
+"""Rules turn detections into events: persistence, zones, dwell, absence.
+
+A detection is only evidence. An event needs the violation to be seen in k of
+the last n analysed samples, where it matters (a no-vending zone, outside a
+permitted site), for long enough; it ends after a spell of absence. Each event
+remembers why it fired, in words an analyst can read.
+"""
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from shapely.geometry import Point, Polygon
+from shapely.prepared import prep
+
+from streams.frame import Frame
+from vision.detections import Detections
+from vision.events import Event
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """How one event type is confirmed. Defaults live in each type's module."""
+
+    event_type: str
+    labels: frozenset[str]
+    min_confidence: float = 0.35
+    window: int = 5  # n: samples looked back on
+    min_hits: int = 3  # k: of which this many must show the violation
+    min_dwell_s: float = 0.0  # and the first of them at least this long ago
+    absence_s: float = 20.0  # no sighting for this long ends the event
+    update_every_s: float = 60.0  # re-publish a lasting event at most this often
+    required_role: str | None = None  # if the source has zones of this role, only inside them
+    excluded_role: str | None = None  # never inside zones of this role
+    describe: str = "{label}"
+
+
+@dataclass
+class ZoneShape:
+    name: str
+    role: str
+    polygon: object  # prepared shapely polygon in normalised image coordinates
+
+
+def prepare_zones(zones) -> list[ZoneShape]:
+    """Zones from the registry (points as fractions of the image) made fast to query."""
+    return [ZoneShape(z.name, z.role, prep(Polygon(z.polygon))) for z in zones]
+
+
+@dataclass
+class _Track:
+    """The state of one (event type, zone) on one source."""
+
+    history: deque
+    event: Event | None = None
+    last_emit_ts: float = 0.0
+    emitted_confidence: float = 0.0
+    best_frame: Frame | None = None
+    best_box_px: tuple | None = None  # on the sample, for drawing evidence
+
+
+class EventRule:
+    """Confirms, updates and ends the events of one type on one source."""
+
+    def __init__(self, config: RuleConfig, zones: list[ZoneShape], source_id: str, model_version: str = ""):
+        self.config = config
+        self.zones = zones
+        self.source_id = source_id
+        self.model_version = model_version
+        self.tracks: dict[str | None, _Track] = {}
+        self._required = [z for z in zones if z.role == config.required_role]
+        self._excluded = [z for z in zones if z.role == config.excluded_role]
+
+    # -- where a detection counts -----------------------------------------------------
+    def _zone_of(self, x: float, y: float) -> tuple[bool, str | None]:
+        p = Point(x, y)
+        if any(z.polygon.contains(p) for z in self._excluded):
+            return False, None
+        if self._required:
+            for z in self._required:
+                if z.polygon.contains(p):
+                    return True, z.name
+            return False, None
+        return True, None
+
+    def relevant(self, frame: Frame, dets: Detections) -> dict[str | None, Detections]:
+        """The detections that are evidence for this rule, grouped by zone."""
+        cfg = self.config
+        keep = np.array([lab in cfg.labels for lab in dets.labels], bool) & (dets.confidence >= cfg.min_confidence)
+        dets = dets[keep]
+        if not len(dets):
+            return {}
+        w, h = frame.size
+        groups: dict[str | None, list[int]] = {}
+        for i, (x, y) in enumerate(dets.bottoms):
+            # objects stand where their box touches the ground; a plume starts there too
+            ok, zone = self._zone_of(float(x) / w, min(float(y), h - 1) / h)
+            if ok:
+                groups.setdefault(zone, []).append(i)
+        return {z: dets[np.array(ix)] for z, ix in groups.items()}
+
+    # -- the state machine ------------------------------------------------------------
+    def update(self, frame: Frame, dets: Detections) -> list[Event]:
+        cfg = self.config
+        out: list[Event] = []
+        found = self.relevant(frame, dets)
+        for zone in set(found) | set(self.tracks):
+            track = self.tracks.setdefault(zone, _Track(deque(maxlen=cfg.window)))
+            hit = found.get(zone)
+            track.history.append((frame.ts, hit is not None))
+            if hit is not None:
+                self._observe(track, frame, hit)
+            ev = track.event
+            if ev is None:
+                hits = [ts for ts, h in track.history if h]
+                if len(hits) >= cfg.min_hits and frame.ts - hits[0] >= cfg.min_dwell_s and hit is not None:
+                    out.append(self._open(track, zone, hits[0], len(hits), frame.ts))
+            elif hit is not None:
+                improved = ev.confidence >= track.emitted_confidence + 0.1
+                if frame.ts - track.last_emit_ts >= cfg.update_every_s or improved:
+                    out.append(self._emit(track, "updated", frame.ts))
+            elif frame.ts - ev.last_seen >= cfg.absence_s:
+                out.append(self._close(track, zone, frame.ts))
+            if track.event is None and not any(h for _, h in track.history):
+                track.best_frame = None
+        return out
+
+    def flush(self, now: float | None = None) -> list[Event]:
+        """End every open event (the source ended or is being released)."""
+        out = []
+        for zone, track in list(self.tracks.items()):
+            if track.event is not None:
+                out.append(self._close(track, zone, now if now is not None else track.event.last_seen))
+        return out
+
+    def _observe(self, track: _Track, frame: Frame, hit: Detections) -> None:
+        conf = float(hit.confidence.max())
+        x1, y1 = hit.xyxy[:, 0].min(), hit.xyxy[:, 1].min()
+        x2, y2 = hit.xyxy[:, 2].max(), hit.xyxy[:, 3].max()
+        sx, sy = frame.scale
+        label = hit.labels[int(hit.confidence.argmax())]
+        ev = track.event
+        if ev is not None:
+            ev.last_seen = frame.ts
+            ev.hits += 1
+            if frame.geo is not None:
+                ev.lat, ev.lon = frame.geo.lat, frame.geo.lon
+        best = ev.confidence if ev is not None else (track.best_frame.extra.get("_conf", -1) if track.best_frame else -1)
+        if conf > best:
+            track.best_frame = frame
+            frame.extra["_conf"] = conf
+            frame.extra["_label"] = label
+            frame.extra["_bbox"] = (float(x1 * sx), float(y1 * sy), float(x2 * sx), float(y2 * sy))
+            track.best_box_px = (float(x1), float(y1), float(x2), float(y2))
+            if ev is not None:
+                self._take_evidence(ev, frame)
+
+    def _take_evidence(self, ev: Event, frame: Frame) -> None:
+        ev.confidence = frame.extra["_conf"]
+        ev.label = frame.extra["_label"]
+        ev.bbox = frame.extra["_bbox"]
+        ev.evidence_ts = frame.ts
+        ev.snapshot = None  # drawn lazily when published
+        if frame.geo is not None:
+            ev.lat, ev.lon = frame.geo.lat, frame.geo.lon
+
+    def _open(self, track: _Track, zone, start: float, hits: int, now: float) -> Event:
+        frame = track.best_frame
+        ev = Event(
+            event_id=uuid.uuid4().hex, source_id=self.source_id, event_type=self.config.event_type, state="opened",
+            start=start, last_seen=now, confidence=0.0, bbox=(0, 0, 0, 0), zone=zone, hits=hits,
+            model_version=self.model_version,
+        )
+        self._take_evidence(ev, frame)
+        track.event = ev
+        return self._emit(track, "opened", now)
+
+    def _emit(self, track: _Track, state: str, now: float) -> Event:
+        ev = track.event
+        ev.state = state
+        ev.revision += 1
+        ev.samples = len(track.history)
+        ev.trace = self._trace(track, ev)
+        track.last_emit_ts = now
+        track.emitted_confidence = ev.confidence
+        return _snapshot_copy(ev, track)
+
+    def _close(self, track: _Track, zone, now: float) -> Event:
+        ev = track.event
+        ev.end = ev.last_seen
+        out = self._emit(track, "closed", now)
+        track.event = None
+        track.best_frame = None
+        track.history.clear()
+        return out
+
+    def _trace(self, track: _Track, ev: Event) -> list[str]:
+        cfg = self.config
+        seen = sum(1 for _, h in track.history if h)
+        where = f"in {cfg.required_role.replace('_', '-')} zone '{ev.zone}'" if ev.zone else "in view"
+        lines = [
+            f"{ev.label} {where}, seen in {seen} of the last {len(track.history)} samples "
+            f"(rule: at least {cfg.min_hits} of {cfg.window}, confidence >= {cfg.min_confidence:.2f})",
+            f"first seen at {ev.start:.1f}, last seen at {ev.last_seen:.1f} ({ev.last_seen - ev.start:.0f} s), "
+            f"{ev.hits} sightings, best confidence {ev.confidence:.2f}",
+        ]
+        if self._excluded:
+            lines.append(f"detections inside {cfg.excluded_role.replace('_', ' ')} zones "
+                         f"({', '.join(z.name for z in self._excluded)}) are ignored")
+        if ev.state == "closed":
+            lines.append(f"ended: not seen for {cfg.absence_s:.0f} s")
+        return lines
+
+
+def _snapshot_copy(ev: Event, track: _Track) -> Event:
+    """A detached copy of the event for publishing, with its evidence drawn."""
+    from dataclasses import replace
+
+    from vision.evidence import draw_snapshot
+
+    if ev.snapshot is None and track.best_frame is not None and track.best_box_px is not None:
+        ev.snapshot = draw_snapshot(track.best_frame.image, track.best_box_px,
+                                    f"{ev.event_type}: {ev.label} {ev.confidence:.2f}")
+    return replace(ev, trace=list(ev.trace), bbox=tuple(ev.bbox))
+
+
+@dataclass
+class SourceRules:
+    """All rules of one source: one ``update`` per analysed sample."""
+
+    source_id: str
+    rules: list[EventRule] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, source_id: str, zones, configs: list[RuleConfig], model_version: str = "") -> "SourceRules":
+        shapes = prepare_zones(zones)
+        return cls(source_id, [EventRule(c, shapes, source_id, model_version) for c in configs])
+
+    def update(self, frame: Frame, dets: Detections) -> list[Event]:
+        return [ev for rule in self.rules for ev in rule.update(frame, dets)]
+
+    def flush(self, now: float | None = None) -> list[Event]:
+        return [ev for rule in self.rules for ev in rule.flush(now)]

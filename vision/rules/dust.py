@@ -1,0 +1,14 @@
+"""Dust: plumes from sites, roads and trucks. A plume lasts seconds to minutes and
+drifts, so the rule reacts faster than the others and forgives short gaps.
+Permitted sites are not excluded: a licensed site must still control its dust.
+"""
+from vision.rules.base import RuleConfig
+
+RULE = RuleConfig(
+    event_type="dust",
+    labels=frozenset({"dust"}),
+    min_confidence=0.3,
+    window=5,
+    min_hits=3,
+    absence_s=10.0,
+)
