@@ -1,0 +1,35 @@
+"""The HTTP face: draft cases, review actions, evidence, sources, health.
+
+A thin layer: every route calls the store, the taxonomy or the bus and turns
+their errors into HTTP answers with a readable ``detail``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from api.routers import cases, health, sources, ui
+from patrol.wiring import Parts
+
+DESCRIPTION = """City Patrol proposes **draft cases** (street vending, illegal construction, dust)
+found on the city's video sources. Nothing becomes a case on the city platform until an
+analyst approves it; every review action is recorded with who and when."""
+
+
+def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
+    app = FastAPI(title="City Patrol", version="0.1.0", description=DESCRIPTION,
+                  openapi_tags=[{"name": "cases", "description": "Draft cases and their review"},
+                                {"name": "sources", "description": "Video sources and their live state"},
+                                {"name": "health", "description": "Liveness of the service and its stores"}])
+    app.state.parts = parts
+    app.state.bus = bus
+    app.state.registry = registry
+    app.include_router(cases.router)
+    app.include_router(sources.router)
+    app.include_router(health.router)
+    app.include_router(ui.router)
+    return app
+
+
+TEMPLATES = Path(__file__).parent / "ui" / "templates"

@@ -1,0 +1,121 @@
+"""Draft cases: list, filter, read, review (approve, reject, reclassify), evidence."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from api.deps import parts as get_parts
+from cases.store import CaseError, CaseNotFound, CasePage, DraftCaseView, ReviewActionView
+from patrol.wiring import Parts
+
+router = APIRouter(prefix="/api/v1", tags=["cases"])
+
+
+class CaseOut(DraftCaseView):
+    snapshot_url: str | None = None
+
+
+class CaseDetail(CaseOut):
+    actions: list[ReviewActionView]
+
+
+class CaseList(BaseModel):
+    items: list[CaseOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Actor(BaseModel):
+    actor: str = Field(..., min_length=1, max_length=64, description="who acts (recorded in the audit trail)")
+
+
+class Rejection(Actor):
+    reason: Literal["false_alarm", "duplicate", "permitted", "other"]
+    note: str | None = Field(None, max_length=500)
+
+
+class Reclassification(Actor):
+    event_type: str | None = None
+    major: str | None = None
+    minor: str | None = None
+
+
+def _out(case: DraftCaseView) -> CaseOut:
+    url = f"/api/v1/cases/{case.id}/snapshot" if case.snapshot_key else None
+    return CaseOut(**case.model_dump(), snapshot_url=url)
+
+
+def _case_or_404(parts: Parts, case_id: int) -> DraftCaseView:
+    case = parts.store.get_case(case_id)
+    if case is None:
+        raise HTTPException(404, f"no case with id {case_id}")
+    return case
+
+
+def _review(fn):
+    try:
+        return _out(fn())
+    except CaseNotFound as err:
+        raise HTTPException(404, str(err)) from None
+    except CaseError as err:
+        raise HTTPException(409, str(err)) from None
+
+
+@router.get("/cases", response_model=CaseList, summary="List draft cases, filtered and paged")
+def list_cases(
+    status: Literal["draft", "approved", "rejected"] | None = None,
+    event_type: str | None = None,
+    source_id: str | None = None,
+    grid: str | None = Query(None, description="cell code, or a street (9 digits) / community (12) prefix"),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    order: Literal["newest", "confidence"] = "newest",
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    parts: Parts = Depends(get_parts),
+):
+    page: CasePage = parts.store.list_cases(status=status, event_type=event_type, source_id=source_id, grid=grid,
+                                            since=since, until=until, order=order, limit=limit, offset=offset)
+    return CaseList(items=[_out(c) for c in page.items], total=page.total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/cases/{case_id}", response_model=CaseDetail, summary="One draft case with its review history")
+def get_case(case_id: int, parts: Parts = Depends(get_parts)):
+    case = _case_or_404(parts, case_id)
+    return CaseDetail(**_out(case).model_dump(), actions=parts.store.actions(case_id))
+
+
+@router.post("/cases/{case_id}/approve", response_model=CaseOut, summary="Approve a draft: it becomes a case")
+def approve(case_id: int, body: Actor, parts: Parts = Depends(get_parts)):
+    return _review(lambda: parts.store.approve(case_id, body.actor))
+
+
+@router.post("/cases/{case_id}/reject", response_model=CaseOut, summary="Reject a draft, with a reason")
+def reject(case_id: int, body: Rejection, parts: Parts = Depends(get_parts)):
+    return _review(lambda: parts.store.reject(case_id, body.actor, body.reason, body.note))
+
+
+@router.post("/cases/{case_id}/reclassify", response_model=CaseOut, summary="Change a draft's event type or category")
+def reclassify(case_id: int, body: Reclassification, parts: Parts = Depends(get_parts)):
+    return _review(lambda: parts.store.reclassify(case_id, body.actor, event_type=body.event_type, major=body.major,
+                                                  minor=body.minor, taxonomy=parts.taxonomy))
+
+
+@router.get("/cases/{case_id}/snapshot", response_class=FileResponse, summary="Evidence snapshot (JPEG, box drawn)",
+            responses={200: {"content": {"image/jpeg": {}}}})
+def snapshot(case_id: int, parts: Parts = Depends(get_parts)):
+    case = _case_or_404(parts, case_id)
+    if not case.snapshot_key or not parts.evidence.exists(case.snapshot_key):
+        raise HTTPException(404, f"case {case.case_no} has no snapshot")
+    return FileResponse(parts.evidence.path(case.snapshot_key), media_type="image/jpeg")
+
+
+@router.get("/categories", summary="The city's event categories (for reclassification)")
+def categories(parts: Parts = Depends(get_parts)):
+    return [{"major": c.major, "major_name": c.major_name, "minor": c.minor, "minor_name": c.minor_name}
+            for c in parts.taxonomy.categories()]

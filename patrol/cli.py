@@ -1,0 +1,324 @@
+"""The ``patrol`` command: demo, serve, worker, analyze, train."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from patrol.settings import ROOT, Settings, load_settings
+from streams.sources import ConfigError
+
+log = logging.getLogger("patrol")
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"patrol: {msg}", file=sys.stderr)
+    return code
+
+
+def _settings(args, **overrides) -> Settings:
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+# --- running system -----------------------------------------------------------------------
+
+
+class Runtime:
+    """Redis (given or embedded), the registry and the parts, for serve/worker/demo."""
+
+    def __init__(self, settings: Settings, registry_path: Path | None = None):
+        from patrol.wiring import Parts
+        from streams.sources import load_registry
+        from workers.bus import Bus, EmbeddedRedis
+
+        self.settings = settings
+        self.registry = load_registry(registry_path or settings.sources)
+        self.parts = Parts(settings)
+        self.embedded = None
+        url = settings.redis_url
+        if not url:
+            self.embedded = EmbeddedRedis(settings.data_dir / "redis")
+            url = self.embedded.url
+            log.info("embedded Redis at %s", url)
+        self.redis_url = url
+        self.bus = Bus.connect(url)
+
+    def builder_thread(self, stop: threading.Event) -> threading.Thread:
+        from workers.case_builder import CaseBuilderService
+
+        service = CaseBuilderService(self.bus, self.parts.builder, self.registry)
+        t = threading.Thread(target=service.run, args=(stop,), name="case-builder", daemon=True)
+        t.start()
+        return t
+
+    def worker_thread(self, stop: threading.Event, source_ids: list[str] | None = None) -> threading.Thread:
+        from vision.pipeline import Pipeline
+        from workers.patrol import PatrolWorker
+
+        w = self.settings.worker
+        sources = [s for s in self.registry if not source_ids or s.id in source_ids]
+        pipeline = Pipeline(self.parts.detector, self.parts.rules)
+        worker = PatrolWorker(self.bus, pipeline, sources, max_side=w.sample_max_side, loop_files=w.loop_files,
+                              reader_options={"open_timeout_s": w.open_timeout_s, "read_timeout_s": w.read_timeout_s,
+                                              "stall_timeout_s": w.stall_timeout_s})
+        t = threading.Thread(target=worker.run, args=(stop,), name="patrol-worker", daemon=True)
+        t.start()
+        return t
+
+    def serve_api(self, stop: threading.Event, host: str, port: int) -> None:
+        import uvicorn
+
+        from api.app import create_app
+
+        app = create_app(self.parts, self.bus, self.registry)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        watcher = threading.Thread(target=lambda: (stop.wait(), setattr(server, "should_exit", True)), daemon=True)
+        watcher.start()
+        server.run()
+
+    def close(self) -> None:
+        if self.embedded is not None:
+            self.embedded.close()
+
+
+def cmd_demo(args) -> int:
+    data_dir = Path(args.data_dir) if args.data_dir else ROOT / "var" / "demo"
+    settings = _settings(args, data_dir=str(data_dir),
+                         sources=str(args.sources or ROOT / "config" / "demo_sources.yaml"))
+    settings.worker.loop_files = True
+    rt = Runtime(settings)
+    stop = _stop_on_signals()
+    rt.builder_thread(stop)
+    rt.worker_thread(stop)
+    host, port = settings.api.host, args.port or settings.api.port
+    print(f"City Patrol demo: {len(rt.registry)} sources from {settings.sources}", flush=True)
+    print(f"  review page   http://{host}:{port}/", flush=True)
+    print(f"  API (OpenAPI) http://{host}:{port}/docs", flush=True)
+    print(f"  data          {data_dir}  (Redis: {rt.redis_url})", flush=True)
+    print("Draft cases appear as the sample videos play (within a minute or two). Ctrl-C stops.", flush=True)
+    try:
+        rt.serve_api(stop, host, port)
+    finally:
+        stop.set()
+        time.sleep(0.5)
+        rt.close()
+    return 0
+
+
+def cmd_serve(args) -> int:
+    settings = _settings(args)
+    rt = Runtime(settings)
+    stop = _stop_on_signals()
+    if not args.no_builder:
+        rt.builder_thread(stop)
+    host, port = args.host or settings.api.host, args.port or settings.api.port
+    print(f"City Patrol API on http://{host}:{port}/ (Redis: {rt.redis_url}; database: {settings.db_url})", flush=True)
+    try:
+        rt.serve_api(stop, host, port)
+    finally:
+        stop.set()
+        rt.close()
+    return 0
+
+
+def cmd_worker(args) -> int:
+    settings = _settings(args)
+    rt = Runtime(settings)
+    stop = _stop_on_signals()
+    threads = [rt.worker_thread(stop, args.source)]
+    if args.with_builder:
+        threads.append(rt.builder_thread(stop))
+    print(f"patrol worker: {len(args.source or rt.registry.sources)} source(s), Redis {rt.redis_url}", flush=True)
+    try:
+        while not stop.is_set() and all(t.is_alive() for t in threads):
+            stop.wait(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        rt.close()
+    return 0
+
+
+# --- offline ------------------------------------------------------------------------------
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    start = time.monotonic()
+
+    def show(t: float, total: float | None):
+        if total:
+            frac = min(1.0, t / total)
+            bar = "#" * int(frac * 30)
+            sys.stderr.write(f"\r  [{bar:<30}] {t:6.1f}/{total:.1f} s  {time.monotonic() - start:5.1f} s elapsed")
+            if frac >= 1.0:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    return show
+
+
+def cmd_analyze(args) -> int:
+    import tempfile
+
+    from patrol.analyze import analyze_video, case_json, load_zones
+    from patrol.wiring import Parts
+    from streams.frame import GeoPoint
+    from streams.reader import SourceError
+    from streams.telemetry import TelemetryError
+
+    video = Path(args.video)
+    if not video.exists():
+        return _fail(f"{video}: no such file")
+    if not video.is_file():
+        return _fail(f"{video}: not a file")
+    if args.srt and not Path(args.srt).is_file():
+        return _fail(f"{args.srt}: no such SRT file")
+    evidence = Path(args.evidence or (Path(tempfile.gettempdir()) / "patrol-analyze" / video.stem))
+    with tempfile.TemporaryDirectory(prefix="patrol-analyze-") as tmp:
+        try:
+            # the cases of one analysis live in a throwaway database; evidence stays where it is shown
+            parts = Parts(_settings(args), db_url=f"sqlite:///{Path(tmp) / 'cases.db'}", evidence_dir=evidence)
+            zones = load_zones(args.zones) if args.zones else []
+            loc = GeoPoint(args.lat, args.lon) if args.lat is not None and args.lon is not None else None
+            result = analyze_video(parts, video, kind=args.kind, srt=args.srt, zones=zones, location=loc,
+                                   interval_s=args.interval, progress=_progress(not args.json and sys.stderr.isatty()))
+        except (SourceError, TelemetryError, ConfigError) as err:
+            return _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        for w in result.warnings:
+            print(f"patrol: warning: {w}", file=sys.stderr)
+        for case in result.cases:
+            row = case_json(case, evidence)
+            if args.json:
+                print(json.dumps(row, ensure_ascii=False), flush=True)
+            else:
+                print(f"{row['case_no']}  {row['event_type']:<21} {row['category']['major']}/{row['category']['minor']} "
+                      f"{row['category']['name']}  {row['start']:7.1f}-{row['end']:7.1f} s  conf {row['confidence']:.2f}  "
+                      f"grid {row['grid'] or '-'}  {row['snapshot']}")
+        if not args.json:
+            print(f"{len(result.cases)} draft case(s); {result.samples} samples, {result.analysed} analysed", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from vision.training import generate_dataset, train
+
+    if args.data:
+        data = Path(args.data)
+        if not data.is_file():
+            return _fail(f"{data}: no such data set file")
+    else:
+        out = Path(args.dataset_dir)
+        print(f"rendering {args.generate} training and {args.val} validation images (seed {args.seed}) into {out}", flush=True)
+        data = generate_dataset(out, args.generate, args.val, seed=args.seed, size=(640, 384),
+                                progress=lambda d, n: print(f"\r  {d}/{n}", end="", flush=True) if d % 100 == 0 or d == n else None)
+        print()
+    weights = args.weights or ("yolo11n.yaml" if args.generate else str(ROOT / "models" / "patrol-v1.pt"))
+    extra = {"time": args.hours} if args.hours else {}
+    best = train(data, args.project, model=weights, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+                 resume=args.resume, name=args.name, **extra)
+    if args.output:
+        dest = Path(args.output)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(best, dest)
+        print(f"weights: {dest}")
+        if args.onnx:
+            from ultralytics import YOLO
+
+            onnx = YOLO(str(dest)).export(format="onnx", imgsz=args.imgsz, dynamic=True, simplify=False)
+            print(f"onnx: {onnx}")
+    else:
+        print(f"weights: {best}")
+    return 0
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="patrol", description="City Patrol: video patrol for urban management.")
+    p.add_argument("--config", help="settings YAML (default: $PATROL_CONFIG, else built-in defaults)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run everything on the sample videos: embedded Redis, SQLite, workers, API")
+    d.add_argument("--port", type=int)
+    d.add_argument("--sources", help="source registry (default: config/demo_sources.yaml)")
+    d.add_argument("--data-dir", help="where the demo keeps its database and evidence (default: var/demo)")
+    d.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("serve", help="the API and the case builder")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--no-builder", action="store_true", help="serve only; let other processes build cases")
+    s.set_defaults(fn=cmd_serve)
+
+    w = sub.add_parser("worker", help="patrol the registry's sources and publish events to Redis")
+    w.add_argument("--source", action="append", help="patrol only this source id (repeatable)")
+    w.add_argument("--with-builder", action="store_true", help="also run a case builder in this process")
+    w.set_defaults(fn=cmd_worker)
+
+    a = sub.add_parser("analyze", help="analyse one video file offline and print its draft cases")
+    a.add_argument("video")
+    a.add_argument("--kind", choices=["fixed", "vehicle", "drone", "mobile"], default="fixed")
+    a.add_argument("--srt", help="DJI telemetry side-car: positions for every detection")
+    a.add_argument("--zones", help="YAML file of zones (no_vending, permitted_construction, watch)")
+    a.add_argument("--lat", type=float, help="camera latitude (fixed cameras without telemetry)")
+    a.add_argument("--lon", type=float, help="camera longitude")
+    a.add_argument("--interval", type=float, help="seconds between analysed samples (default: the kind's patrol rate)")
+    a.add_argument("--evidence", help="folder for evidence snapshots (default: a temp folder)")
+    a.add_argument("--json", action="store_true", help="one JSON object per draft case per line")
+    a.set_defaults(fn=cmd_analyze)
+
+    t = sub.add_parser("train", help="train the detector (from generated data, or a YOLO data set)")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="YOLO data.yaml to fine-tune on")
+    src.add_argument("--generate", type=int, metavar="N", help="render N synthetic training images and train from scratch")
+    t.add_argument("--val", type=int, default=300, help="validation images to render with --generate")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--dataset-dir", default=str(ROOT / "data" / "synth"))
+    t.add_argument("--weights", help="starting point: a .pt to fine-tune, or a model .yaml to train from scratch")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--hours", type=float, help="time budget; the schedule is fitted to it")
+    t.add_argument("--imgsz", type=int, default=256)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--project", default=str(ROOT / "runs" / "detect"))
+    t.add_argument("--name", default="train")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run of the same --name")
+    t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v1.pt)")
+    t.add_argument("--onnx", action="store_true", help="also export ONNX next to --output")
+    t.set_defaults(fn=cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    try:
+        return args.fn(args)
+    except ConfigError as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

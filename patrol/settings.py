@@ -1,0 +1,103 @@
+"""Settings: one YAML file plus environment variables, read once and passed down.
+
+Precedence (highest first): environment (``PATROL_*``, ``REDIS_URL``,
+``DATABASE_URL``), the YAML file (``--config`` or ``PATROL_CONFIG``), defaults.
+Nested keys take ``__`` in the environment: ``PATROL_MODEL__IMGSZ=416``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from streams.sources import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weights: Path = ROOT / "models" / "patrol-v1.pt"
+    imgsz: int = Field(320, ge=64, le=1920, multiple_of=32)
+    conf: float = Field(0.25, gt=0, lt=1)
+    device: str = "cpu"
+    batch: int = Field(16, ge=1, le=256)
+
+
+class CaseSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    codes_file: Path = ROOT / "config" / "event_codes.csv"
+    categories_file: Path = ROOT / "config" / "categories.yaml"
+    grid_file: Path | None = ROOT / "config" / "grid.geojson"
+    cooldown_s: float = Field(300.0, ge=0)
+    merge_radius_m: float = Field(30.0, ge=0)
+    case_prefix: str = "CP"
+
+
+class ApiSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class WorkerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sample_max_side: int = Field(640, ge=64, le=4096)
+    open_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(5.0, gt=0)
+    stall_timeout_s: float = Field(10.0, gt=0)
+    loop_files: bool = False  # replay file sources forever (demo and simulation)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PATROL_", env_nested_delimiter="__", extra="forbid")
+
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "PATROL_REDIS_URL"))
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "PATROL_DATABASE_URL"))
+    data_dir: Path = ROOT / "var"
+    sources: Path = ROOT / "config" / "demo_sources.yaml"
+    model: ModelSettings = ModelSettings()
+    cases: CaseSettings = CaseSettings()
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
+    rules: dict[str, dict] = Field(default_factory=dict, description="per event type overrides of vision.rules")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return env_settings, init_settings  # the YAML file arrives as init kwargs; the environment wins
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'patrol.db'}"
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.data_dir / "evidence"
+
+
+def load_settings(path: str | Path | None = None, **overrides) -> Settings:
+    """Read the YAML file (if any) and the environment; raise ConfigError on mistakes."""
+    path = path or os.environ.get("PATROL_CONFIG")
+    raw: dict = {}
+    if path:
+        p = Path(path)
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: settings file not found") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p}: not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping of settings")
+        for key in ("sources", "data_dir"):  # relative paths are relative to the file
+            if key in raw and not Path(raw[key]).is_absolute():
+                raw[key] = str((p.parent / raw[key]).resolve())
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**raw)
+    except ValidationError as err:
+        msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"{path or 'settings'}: {msgs}") from None

@@ -1,0 +1,61 @@
+"""Build the product's parts from settings; every face (CLI, API, workers) starts here."""
+from __future__ import annotations
+
+from functools import cached_property
+
+from cases.builder import CaseBuilder
+from cases.evidence_store import EvidenceStore
+from cases.grid import GridIndex
+from cases.store import Store
+from cases.taxonomy import Taxonomy
+from patrol.settings import Settings
+from vision.rules import default_rules
+
+
+class Parts:
+    """Lazily built parts, so a command pays only for what it uses."""
+
+    def __init__(self, settings: Settings, db_url: str | None = None, evidence_dir=None):
+        self.settings = settings
+        self._db_url = db_url
+        self._evidence_dir = evidence_dir
+
+    @cached_property
+    def taxonomy(self) -> Taxonomy:
+        c = self.settings.cases
+        return Taxonomy.load(c.codes_file, c.categories_file)
+
+    @cached_property
+    def grid(self) -> GridIndex | None:
+        f = self.settings.cases.grid_file
+        return GridIndex.from_geojson(f) if f else None
+
+    @cached_property
+    def store(self) -> Store:
+        url = self._db_url or self.settings.db_url
+        if url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return Store(url, case_prefix=self.settings.cases.case_prefix)
+
+    @cached_property
+    def evidence(self) -> EvidenceStore:
+        return EvidenceStore(self._evidence_dir or self.settings.evidence_dir)
+
+    @cached_property
+    def builder(self) -> CaseBuilder:
+        c = self.settings.cases
+        return CaseBuilder(self.store, self.taxonomy, self.grid, self.evidence, cooldown_s=c.cooldown_s,
+                           merge_radius_m=c.merge_radius_m)
+
+    @cached_property
+    def detector(self):
+        from vision.detector import Detector
+
+        m = self.settings.model
+        return Detector(m.weights, imgsz=m.imgsz, conf=m.conf, device=m.device, max_batch=m.batch)
+
+    @cached_property
+    def rules(self):
+        return default_rules(self.settings.rules)
