@@ -109,7 +109,9 @@ class Source(BaseModel):
     @model_validator(mode="after")
     def _fill(self):
         if (self.lat is None) != (self.lon is None):
-            raise ValueError("give both lat and lon, or neither")
+            missing, given = ("lon", "lat") if self.lon is None else ("lat", "lon")
+            raise ValueError(f"field '{missing}' is missing while '{given}' is given: "
+                             "give both lat and lon, or neither")
         if self.policy is None:
             self.policy = SamplingPolicy(interval_s=DEFAULT_INTERVAL_S[self.kind])
         if self.kind == "drone" and self.lat is None:
@@ -131,11 +133,16 @@ class Registry(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self):
-        seen: set[str] = set()
-        for s in self.sources:
-            if s.id in seen:
-                raise ValueError(f"source id {s.id!r} appears twice")
-            seen.add(s.id)
+        first: dict[str, int] = {}
+        dups = []
+        for i, s in enumerate(self.sources):
+            if s.id in first:
+                dups.append(f"source #{i + 1} (id {s.id!r}): field 'id': "
+                            f"{s.id!r} is already used by source #{first[s.id] + 1}")
+            else:
+                first[s.id] = i
+        if dups:
+            raise ValueError("; ".join(dups))
         return self
 
     def get(self, source_id: str) -> Source:
@@ -164,9 +171,21 @@ def _describe(err: ValidationError, raw: dict) -> str:
                 sid = "?"
             where = f"source #{i + 1} (id {sid!r})"
             loc = loc[2:]
-        field = ".".join(str(p) for p in loc) or "(entry)"
-        lines.append(f"{where + ': ' if where else ''}field '{field}': {e['msg']}")
+        msg = e["msg"].removeprefix("Value error, ")
+        field = ".".join(str(p) for p in loc)
+        # checks across fields (lat with lon, unique ids) name their fields in the message
+        what = f"field '{field}': {msg}" if field else msg
+        lines.append(f"{where + ': ' if where else ''}{what}")
     return "; ".join(lines)
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line, with where it is: PyYAML's own text spans several."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(err).split())
 
 
 def parse_registry(raw: dict, origin: str = "<config>") -> Registry:
@@ -191,6 +210,8 @@ def load_registry(path: str | Path) -> Registry:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: source registry not found") from None
+    except OSError as err:  # a directory, no permission, ...
+        raise ConfigError(f"{path}: cannot read the source registry: {err.strerror or err}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
     return parse_registry(raw, str(path))

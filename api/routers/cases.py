@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.deps import parts as get_parts
 from cases.store import CaseError, CaseNotFound, CasePage, DraftCaseView, ReviewActionView
+from cases.taxonomy import TaxonomyError
 from patrol.wiring import Parts
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
@@ -30,19 +31,38 @@ class CaseList(BaseModel):
     offset: int
 
 
+# Bad input is answered 422 here, before the store: the store's CaseError means 409,
+# a conflict with the case's state (already reviewed), and the two must not mix.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
 class Actor(BaseModel):
-    actor: str = Field(..., min_length=1, max_length=64, description="who acts (recorded in the audit trail)")
+    actor: Name = Field(..., description="who acts (recorded in the audit trail)")
 
 
 class Rejection(Actor):
     reason: Literal["false_alarm", "duplicate", "permitted", "other"]
     note: str | None = Field(None, max_length=500)
 
+    @model_validator(mode="after")
+    def _other_needs_a_note(self):
+        if self.reason == "other" and not (self.note or "").strip():
+            raise ValueError("reason 'other' needs a note saying why")
+        return self
+
 
 class Reclassification(Actor):
     event_type: str | None = None
     major: str | None = None
     minor: str | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change_to(self):
+        if (self.major is None) != (self.minor is None):
+            raise ValueError("give both major and minor, or neither")
+        if self.event_type is None and self.major is None:
+            raise ValueError("nothing to reclassify to: give an event_type, or major and minor")
+        return self
 
 
 def _out(case: DraftCaseView) -> CaseOut:
@@ -102,6 +122,14 @@ def reject(case_id: int, body: Rejection, parts: Parts = Depends(get_parts)):
 
 @router.post("/cases/{case_id}/reclassify", response_model=CaseOut, summary="Change a draft's event type or category")
 def reclassify(case_id: int, body: Reclassification, parts: Parts = Depends(get_parts)):
+    taxonomy = parts.taxonomy
+    if body.event_type is not None and body.event_type not in taxonomy.event_types():
+        raise HTTPException(422, f"unknown event type {body.event_type!r}; one of {', '.join(taxonomy.event_types())}")
+    if body.major is not None:
+        try:
+            taxonomy.category(body.major, body.minor)
+        except TaxonomyError as err:
+            raise HTTPException(422, str(err)) from None
     return _review(lambda: parts.store.reclassify(case_id, body.actor, event_type=body.event_type, major=body.major,
                                                   minor=body.minor, taxonomy=parts.taxonomy))
 

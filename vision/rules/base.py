@@ -59,6 +59,12 @@ class _Track:
     emitted_confidence: float = 0.0
     best_frame: Frame | None = None
     best_box_px: tuple | None = None  # on the sample, for drawing evidence
+    # The best sighting's evidence belongs to this track: frames are shared by every
+    # rule and zone of a source, so nothing of it may be kept on the frame itself.
+    best_conf: float = -1.0
+    best_label: str = ""
+    best_bbox: tuple | None = None  # in source-video pixels
+    since: float | None = None  # first sighting of the current presence (for dwell)
 
 
 class EventRule:
@@ -111,12 +117,17 @@ class EventRule:
             hit = found.get(zone)
             track.history.append((frame.ts, hit is not None))
             if hit is not None:
+                if track.since is None:
+                    track.since = frame.ts
                 self._observe(track, frame, hit)
             ev = track.event
             if ev is None:
                 hits = [ts for ts, h in track.history if h]
-                if len(hits) >= cfg.min_hits and frame.ts - hits[0] >= cfg.min_dwell_s and hit is not None:
-                    out.append(self._open(track, zone, hits[0], len(hits), frame.ts))
+                # Dwell counts from the first sighting of this presence, which may be older
+                # than the k-of-n window; without a dwell the event starts at the window's first hit.
+                start = track.since if cfg.min_dwell_s > 0 else (hits[0] if hits else None)
+                if len(hits) >= cfg.min_hits and hit is not None and frame.ts - start >= cfg.min_dwell_s:
+                    out.append(self._open(track, zone, start, len(hits), frame.ts))
             elif hit is not None:
                 improved = ev.confidence >= track.emitted_confidence + 0.1
                 if frame.ts - track.last_emit_ts >= cfg.update_every_s or improved:
@@ -124,7 +135,7 @@ class EventRule:
             elif frame.ts - ev.last_seen >= cfg.absence_s:
                 out.append(self._close(track, zone, frame.ts))
             if track.event is None and not any(h for _, h in track.history):
-                track.best_frame = None
+                self._forget(track)
         return out
 
     def flush(self, now: float | None = None) -> list[Event]:
@@ -147,33 +158,38 @@ class EventRule:
             ev.hits += 1
             if frame.geo is not None:
                 ev.lat, ev.lon = frame.geo.lat, frame.geo.lon
-        best = ev.confidence if ev is not None else (track.best_frame.extra.get("_conf", -1) if track.best_frame else -1)
+        best = ev.confidence if ev is not None else track.best_conf
         if conf > best:
             track.best_frame = frame
-            frame.extra["_conf"] = conf
-            frame.extra["_label"] = label
-            frame.extra["_bbox"] = (float(x1 * sx), float(y1 * sy), float(x2 * sx), float(y2 * sy))
+            track.best_conf = conf
+            track.best_label = label
+            track.best_bbox = (float(x1 * sx), float(y1 * sy), float(x2 * sx), float(y2 * sy))
             track.best_box_px = (float(x1), float(y1), float(x2), float(y2))
             if ev is not None:
-                self._take_evidence(ev, frame)
+                self._take_evidence(ev, track)
 
-    def _take_evidence(self, ev: Event, frame: Frame) -> None:
-        ev.confidence = frame.extra["_conf"]
-        ev.label = frame.extra["_label"]
-        ev.bbox = frame.extra["_bbox"]
+    @staticmethod
+    def _forget(track: _Track) -> None:
+        track.best_frame, track.best_box_px, track.best_bbox = None, None, None
+        track.best_conf, track.best_label, track.since = -1.0, "", None
+
+    def _take_evidence(self, ev: Event, track: _Track) -> None:
+        frame = track.best_frame
+        ev.confidence = track.best_conf
+        ev.label = track.best_label
+        ev.bbox = track.best_bbox
         ev.evidence_ts = frame.ts
         ev.snapshot = None  # drawn lazily when published
         if frame.geo is not None:
             ev.lat, ev.lon = frame.geo.lat, frame.geo.lon
 
     def _open(self, track: _Track, zone, start: float, hits: int, now: float) -> Event:
-        frame = track.best_frame
         ev = Event(
             event_id=uuid.uuid4().hex, source_id=self.source_id, event_type=self.config.event_type, state="opened",
             start=start, last_seen=now, confidence=0.0, bbox=(0, 0, 0, 0), zone=zone, hits=hits,
             model_version=self.model_version,
         )
-        self._take_evidence(ev, frame)
+        self._take_evidence(ev, track)
         track.event = ev
         return self._emit(track, "opened", now)
 
@@ -192,7 +208,7 @@ class EventRule:
         ev.end = ev.last_seen
         out = self._emit(track, "closed", now)
         track.event = None
-        track.best_frame = None
+        self._forget(track)
         track.history.clear()
         return out
 
