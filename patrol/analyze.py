@@ -30,6 +30,7 @@ class Analysis:
     analysed: int
     duration_s: float | None
     warnings: list[str]
+    error: str | None = None  # the file broke off part-way: the cases found until then are kept
 
 
 def load_zones(path: str | Path) -> list[Zone]:
@@ -84,16 +85,22 @@ def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str
     batch = []
     samples = 0
     interval = interval_s or DEFAULT_INTERVAL_S[kind if kind in DEFAULT_INTERVAL_S else "fixed"]
-    for frame in iter_file_samples(video, interval, parts.settings.worker.sample_max_side, source_id=source_id):
-        if track is not None:
-            frame.geo = track.position_at(frame.ts)
-        batch.append(frame)
-        samples += 1
-        if len(batch) >= BATCH:
-            deliver(pipeline.step(batch))
-            batch = []
-            if progress:
-                progress(frame.ts, info.duration_s)
+    error = None
+    try:
+        for frame in iter_file_samples(video, interval, parts.settings.worker.sample_max_side, source_id=source_id):
+            if track is not None:
+                frame.geo = track.position_at(frame.ts)
+            batch.append(frame)
+            samples += 1
+            if len(batch) >= BATCH:
+                deliver(pipeline.step(batch))
+                batch = []
+                if progress:
+                    progress(frame.ts, info.duration_s)
+    except SourceError as err:
+        if samples == 0:
+            raise
+        error = str(err)
     if batch:
         deliver(pipeline.step(batch))
     deliver(pipeline.flush())
@@ -101,7 +108,7 @@ def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str
         progress(info.duration_s or 0.0, info.duration_s)
     state = pipeline.sources[source_id]
     cases = [parts.store.get_case(cid) for cid in sorted(touched)]
-    return Analysis([c for c in cases if c is not None], samples, state.analysed, info.duration_s, warnings)
+    return Analysis([c for c in cases if c is not None], samples, state.analysed, info.duration_s, warnings, error)
 
 
 def case_json(case: DraftCaseView, evidence_root: Path) -> dict:

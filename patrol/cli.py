@@ -182,6 +182,7 @@ def cmd_analyze(args) -> int:
     from streams.frame import GeoPoint
     from streams.reader import SourceError
     from streams.telemetry import TelemetryError
+    from vision.detector import DetectorError
 
     video = Path(args.video)
     if not video.exists():
@@ -199,7 +200,7 @@ def cmd_analyze(args) -> int:
             loc = GeoPoint(args.lat, args.lon) if args.lat is not None and args.lon is not None else None
             result = analyze_video(parts, video, kind=args.kind, srt=args.srt, zones=zones, location=loc,
                                    interval_s=args.interval, progress=_progress(not args.json and sys.stderr.isatty()))
-        except (SourceError, TelemetryError, ConfigError) as err:
+        except (SourceError, TelemetryError, ConfigError, DetectorError) as err:
             return _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
         for w in result.warnings:
             print(f"patrol: warning: {w}", file=sys.stderr)
@@ -213,6 +214,8 @@ def cmd_analyze(args) -> int:
                       f"grid {row['grid'] or '-'}  {row['snapshot']}")
         if not args.json:
             print(f"{len(result.cases)} draft case(s); {result.samples} samples, {result.analysed} analysed", file=sys.stderr)
+    if result.error:  # the cases above were found before the file broke off
+        return _fail(f"{result.error.splitlines()[0]} (the {len(result.cases)} case(s) found before that are printed)")
     return 0
 
 

@@ -13,7 +13,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from streams.sources import ConfigError
+from streams.sources import ConfigError, yaml_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     weights: Path = ROOT / "models" / "patrol-v1.pt"
-    imgsz: int = Field(320, ge=64, le=1920, multiple_of=32)
+    imgsz: int = Field(256, ge=64, le=1920, multiple_of=32)
     conf: float = Field(0.25, gt=0, lt=1)
     device: str = "cpu"
     batch: int = Field(16, ge=1, le=256)
@@ -78,6 +78,24 @@ class Settings(BaseSettings):
         return self.data_dir / "evidence"
 
 
+PATH_KEYS = {(): ("sources", "data_dir"), ("model",): ("weights",),
+             ("cases",): ("codes_file", "categories_file", "grid_file")}
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    """Relative paths in a settings file are relative to that file, not to the working directory."""
+    for section, keys in PATH_KEYS.items():
+        node = raw
+        for name in section:
+            node = node.get(name) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        for key in keys:
+            value = node.get(key)
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                node[key] = str((base / value).resolve())
+
+
 def load_settings(path: str | Path | None = None, **overrides) -> Settings:
     """Read the YAML file (if any) and the environment; raise ConfigError on mistakes."""
     path = path or os.environ.get("PATROL_CONFIG")
@@ -89,15 +107,26 @@ def load_settings(path: str | Path | None = None, **overrides) -> Settings:
         except FileNotFoundError:
             raise ConfigError(f"{p}: settings file not found") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML: {err}") from None
+            raise ConfigError(f"{p}: not valid YAML: {yaml_problem(err)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: expected a mapping of settings")
-        for key in ("sources", "data_dir"):  # relative paths are relative to the file
-            if key in raw and not Path(raw[key]).is_absolute():
-                raw[key] = str((p.parent / raw[key]).resolve())
+        _resolve_paths(raw, p.parent)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings(**raw)
     except ValidationError as err:
-        msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors())
+        msgs = "; ".join(f"{_where(e['loc'], raw)}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"{path or 'settings'}: {msgs}") from None
+
+
+def _where(loc: tuple, raw: dict) -> str:
+    """The dotted field, and the environment variable when the value came from there."""
+    field = ".".join(str(x) for x in loc)
+    node = raw
+    for part in loc:
+        node = node.get(part) if isinstance(node, dict) else None
+    if node is None and loc:
+        env = "PATROL_" + "__".join(str(x).upper() for x in loc)
+        if env in os.environ:
+            return f"{field} (from {env})"
+    return field

@@ -33,7 +33,7 @@ def model_version(path: str | Path) -> str:
 
 
 class Detector:
-    def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, imgsz: int = 320, conf: float = 0.25,
+    def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, imgsz: int = 256, conf: float = 0.25,
                  iou: float = 0.5, device: str = "cpu", max_batch: int = 16):
         weights = Path(weights)
         if not weights.exists():
