@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from vision.events import Event
 
@@ -42,10 +44,16 @@ class EmbeddedRedis:
         self.url = f"unix://{self.server.socket_file}"
 
     def close(self) -> None:
+        # One SHUTDOWN SAVE, not retried: the connection dropping is the server
+        # exiting, and redis-py's default retries would then spend seconds
+        # reconnecting to a socket that is gone.
+        client = redis.Redis(unix_socket_path=self.server.socket_file, retry=Retry(NoBackoff(), 0))
         try:
-            self.server.shutdown(save=True)
-        except Exception:  # already gone
+            client.shutdown(save=True)
+        except redis.RedisError:  # already gone
             pass
+        finally:
+            client.close()
 
 
 class Bus:

@@ -38,17 +38,25 @@ class PatrolWorker:
         self.state_every_s = state_every_s
         self.readers: dict[str, LiveReader] = {}
         self.tracks: dict[str, Track] = {}
+        self.details: dict[str, str] = {}  # source id -> what its reader said on entering its state
         self.unsent: list = []  # events waiting for Redis to come back
         self.stats = {"steps": 0, "samples": 0, "events": 0, "last_batch": 0, "infer_ms": 0.0}
 
     def _start_source(self, src: Source) -> None:
         pol = src.policy
         reader = LiveReader(src.id, src.sub_url or src.url, interval_s=pol.interval_s, max_side=self.max_side,
-                            keyframes_only=pol.keyframes_only, loop=self.loop_files, **self.reader_options)
+                            keyframes_only=pol.keyframes_only, loop=self.loop_files, on_state=self._on_state,
+                            **self.reader_options)
         self.pipeline.add_source(src.id, src.zones, gate=pol.gate and src.kind == "fixed", recheck_s=pol.recheck_s)
         if src.srt:  # recorded flight replayed: positions from its telemetry, by file time
             self.tracks[src.id] = parse_srt(src.srt)
         self.readers[src.id] = reader.start()
+
+    def _on_state(self, source_id: str, state: str, detail: str) -> None:
+        # Called from the reader's thread. The reader's stats keep only the last
+        # error, so without this a source down because its file ended (or because
+        # it was stopped) would be reported with no reason at all.
+        self.details[source_id] = detail
 
     def _publish(self, events) -> None:
         self.unsent.extend(events)
@@ -68,7 +76,8 @@ class PatrolWorker:
                 ps = self.pipeline.sources.get(sid)
                 if ps is not None:
                     st.update(analysed=ps.analysed, gated=ps.gated)
-                st.update(worker=self.worker_id, kind=self.sources[sid].kind, name=self.sources[sid].name)
+                st.update(worker=self.worker_id, kind=self.sources[sid].kind, name=self.sources[sid].name,
+                          detail=self.details.get(sid, ""))
                 if st.get("last_sample_ts"):
                     st["lag_s"] = round(time.time() - st["last_sample_ts"], 1)
                 self.bus.set_source_state(sid, st)
