@@ -14,6 +14,7 @@ import threading
 import time
 
 import redis
+from sqlalchemy.exc import DBAPIError
 
 from cases.builder import CaseBuilder
 from streams.sources import Registry
@@ -38,6 +39,7 @@ class CaseBuilderService:
         self.reclaim_every_s = reclaim_every_s
         self.applied = 0
         self.failed = 0
+        self.store_outages = 0
 
     def _source(self, source_id: str):
         if self.registry is None:
@@ -59,6 +61,13 @@ class CaseBuilderService:
         for entry_id, fields in entries:
             try:
                 self.handle(Event.from_message(fields))
+            except DBAPIError as err:
+                # The store is unreachable or busy: not the entry's fault, so it is never
+                # dead-lettered. It stays pending and is claimed again once the store is back.
+                self.failed += 1
+                self.store_outages += 1
+                log.warning("store unavailable, event %s stays pending: %s", entry_id, str(err).splitlines()[0])
+                break
             except Exception as err:  # keep the entry pending; it is retried or dead-lettered
                 self.failed += 1
                 tries = self.bus.deliveries(entry_id)

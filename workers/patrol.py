@@ -107,7 +107,15 @@ class PatrolWorker:
 
     def run(self, stop: threading.Event, tick_s: float = 0.05) -> None:
         for src in self.sources.values():
-            self._start_source(src)
+            try:
+                self._start_source(src)
+            except Exception as err:  # one misconfigured source must not stop the others
+                log.error("source %s not started: %s", src.id, err)
+                try:
+                    self.bus.set_source_state(src.id, {"state": "down", "detail": f"not started: {err}",
+                                                       "last_error": str(err), "worker": self.worker_id})
+                except (redis.ConnectionError, redis.TimeoutError):
+                    pass
         log.info("%s patrols %d source(s)", self.worker_id, len(self.readers))
         next_report = 0.0
         try:
