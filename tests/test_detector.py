@@ -1,0 +1,78 @@
+"""The detector: the committed default weights, batches across sources, ONNX export parity."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streams.reader import iter_file_samples
+from vision.detector import Detector, DetectorError, model_version
+from vision.synth import CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "patrol-v1.pt"
+needs_model = pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")
+
+
+def frame_at(clip: str, t: float):
+    for f in iter_file_samples(ROOT / "sample_videos" / f"{clip}.mp4", 1.0):
+        if f.ts >= t:
+            return f
+    raise AssertionError(f"{clip} has no frame at {t} s")
+
+
+def iou(a, b) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_missing_and_corrupt_weights_are_clear_errors(tmp_path):
+    with pytest.raises(DetectorError, match="not found"):
+        Detector(tmp_path / "none.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(DetectorError, match="cannot load model"):
+        Detector(junk)
+
+
+def test_model_version_changes_with_the_file(tmp_path):
+    a, b = tmp_path / "m.pt", tmp_path / "n" / "m.pt"
+    b.parent.mkdir()
+    a.write_bytes(b"one")
+    b.write_bytes(b"two")
+    assert model_version(a) != model_version(b) and model_version(a).startswith("m-")
+
+
+@needs_model
+def test_one_batch_of_several_sources_finds_each_sources_violation():
+    det = Detector(MODEL)
+    assert det.names == list(CLASSES)
+    frames = [frame_at("fixed_illegal_construction", 20), frame_at("fixed_street_vending", 15),
+              frame_at("fixed_no_violation", 10)]
+    shed, stall, quiet = det.detect([f.image for f in frames])
+    assert {"steel_shed", "scaffold"} & set(shed.labels)
+    assert {"stall", "umbrella"} & set(stall.labels)
+    confident = [label for label, c in zip(quiet.labels, quiet.confidence) if c > 0.5]
+    assert not confident, f"confident detections on a street with no violation: {confident}"
+    h, w = frames[0].image.shape[:2]
+    assert (shed.xyxy >= -1).all() and (shed.xyxy[:, 2] <= w + 1).all() and (shed.xyxy[:, 3] <= h + 1).all()
+
+
+@needs_model
+def test_onnx_export_detects_what_the_pytorch_weights_detect(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from ultralytics import YOLO
+
+    pt = tmp_path / "patrol-v1.pt"
+    pt.write_bytes(MODEL.read_bytes())
+    onnx = Path(YOLO(str(pt)).export(format="onnx", imgsz=256, dynamic=True, simplify=False))
+    image = frame_at("fixed_illegal_construction", 20).image
+    a = Detector(MODEL).detect([image])[0]
+    b = Detector(onnx).detect([image])[0]
+    assert len(a) and len(b)
+    best_a, best_b = a.xyxy[np.argmax(a.confidence)], b.xyxy[np.argmax(b.confidence)]
+    assert a.labels[int(np.argmax(a.confidence))] == b.labels[int(np.argmax(b.confidence))]
+    assert iou(best_a, best_b) > 0.9
+    assert abs(float(a.confidence.max()) - float(b.confidence.max())) < 0.05
