@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import yaml
 from pydantic import ValidationError
 
 from cases.store import DraftCaseView
 from patrol.wiring import Parts
 from streams.frame import GeoPoint
 from streams.reader import SourceError, iter_file_samples, probe
-from streams.sources import DEFAULT_INTERVAL_S, ConfigError, Zone
+from streams.sources import DEFAULT_INTERVAL_S, ConfigError, Zone, read_yaml
 from streams.telemetry import Track, parse_srt
 from vision.pipeline import Pipeline
 
@@ -35,13 +34,7 @@ class Analysis:
 
 def load_zones(path: str | Path) -> list[Zone]:
     """A zones file: ``zones: [{name, role, polygon: [[x, y], ...]}]`` (fractions of the image)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: zones file not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml(path, "zones file") or {}
     items = raw.get("zones", []) if isinstance(raw, dict) else raw
     zones = []
     for i, z in enumerate(items or []):

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from streams.sources import ConfigError, yaml_problem
+from streams.sources import ConfigError, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,12 +101,7 @@ def load_settings(path: str | Path | None = None, **overrides) -> Settings:
     raw: dict = {}
     if path:
         p = Path(path)
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: settings file not found") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML: {yaml_problem(err)}") from None
+        raw = read_yaml(p, "settings file") or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: expected a mapping of settings")
         _resolve_paths(raw, p.parent)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.telemetry import TelemetrySample, write_srt  # noqa: E402
 from vision.synth import (  # noqa: E402
-    SIZE_M, TOPDOWN_SIZE_M, camera_effects, lighting, render_sprite, street_background, topdown_background,
+    SIZE_M, TOPDOWN_SIZE_M, lighting, paste, render_sprite, street_background, topdown_background,
 )
 
 FPS = 10
@@ -81,21 +81,6 @@ class Clip:
     seed: int = 0
 
 
-def _blend(dst: np.ndarray, img: np.ndarray, alpha: np.ndarray, x: int, y: int, solid: float = 0.5) -> tuple[int, int, int, int] | None:
-    h, w = alpha.shape
-    H, W = dst.shape[:2]
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    a = alpha[y0 - y : y1 - y, x0 - x : x1 - x, None]
-    roi = dst[y0:y1, x0:x1].astype(np.float32)
-    dst[y0:y1, x0:x1] = (roi * (1 - a) + img[y0 - y : y1 - y, x0 - x : x1 - x] * a).astype(np.uint8)
-    ys, xs = np.nonzero(a[..., 0] > solid)
-    if len(xs) == 0:
-        return None
-    return x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1
-
-
 def render(clip: Clip, out_dir: Path) -> dict:
     """Encode the clip as H.264 and return its ground truth."""
     rng = np.random.default_rng(clip.seed)
@@ -121,7 +106,7 @@ def render(clip: Clip, out_dir: Path) -> dict:
             img, alpha = actor.sprite(t, clip.topdown)
             ax, ay = actor.at(t)
             sx, sy = int(ax - cx), int(ay - cy)
-            box = _blend(frame, img, alpha, sx, sy, solid=0.3 if actor.name == "dust" else 0.5)
+            box = paste(frame, (img, alpha), sx, sy, solid=0.3 if actor.name == "dust" else 0.5)
             if box and actor.event:
                 # counts as seen when most of it is in the picture (and a plume has built up)
                 vis_w = max(0, min(W, sx + actor.w) - max(0, sx))

@@ -204,14 +204,18 @@ def parse_registry(raw: dict, origin: str = "<config>") -> Registry:
     return registry
 
 
-def load_registry(path: str | Path) -> Registry:
+def read_yaml(path: str | Path, what: str):
+    """A configuration file's content, or a one-line ConfigError naming the file and ``what`` it is."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: source registry not found") from None
+        raise ConfigError(f"{path}: {what} not found") from None
     except OSError as err:  # a directory, no permission, ...
-        raise ConfigError(f"{path}: cannot read the source registry: {err.strerror or err}") from None
+        raise ConfigError(f"{path}: cannot read the {what}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
-    return parse_registry(raw, str(path))
+
+
+def load_registry(path: str | Path) -> Registry:
+    return parse_registry(read_yaml(path, "source registry"), str(path))

@@ -38,28 +38,32 @@ def postgres_unreachable() -> str | None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request, tmp_path):
+def db_url(request, tmp_path):
+    """A fresh database per test: an SQLite file, or a PostgreSQL schema of its own."""
     if request.param == "sqlite":
-        st = Store(str(tmp_path / "cases.db"))
-        yield st
-        st.close()
+        yield f"sqlite:///{tmp_path / 'cases.db'}"
         return
     reason = postgres_unreachable()
     if reason:
         pytest.skip(reason)
-    schema = f"test_cases_{uuid.uuid4().hex[:12]}"
+    schema = f"test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    st = Store(url.render_as_string(hide_password=False))
     try:
-        yield st
+        yield make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
     finally:
-        st.close()
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def store(db_url):
+    st = Store(db_url)
+    yield st
+    st.close()
 
 
 @pytest.fixture(scope="session")

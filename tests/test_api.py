@@ -16,11 +16,9 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from db_fixtures import PG_URL, postgres_unreachable
+from db_fixtures import db_url  # noqa: F401  (fixture)
 from patrol.settings import CaseSettings, Settings
 from patrol.wiring import Parts
 from streams.sources import load_registry
@@ -46,28 +44,6 @@ SEEDS = [
 @pytest.fixture(scope="module")
 def demo_registry():
     return load_registry(CONFIG / "demo_sources.yaml")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    """A fresh database per test: an SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cases.db'}"
-        return
-    reason = postgres_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"test_api_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 from cases.builder import MAX_TRACE_LINES, CaseBuilder, haversine_m
 from cases.evidence_store import EvidenceStore
 from cases.taxonomy import TaxonomyError
-from db_fixtures import grid, store, taxonomy  # noqa: F401  (fixtures)
+from db_fixtures import db_url, grid, store, taxonomy  # noqa: F401  (fixtures)
 from vision.events import Event
 
 T0 = 1_780_000_000.0  # Unix seconds: a live source

@@ -7,7 +7,7 @@ from sqlalchemy.exc import OperationalError
 
 from cases.evidence_store import EvidenceKeyError, EvidenceStore
 from cases.store import CaseError, CaseEvent, CaseNotFound, DraftCase, Store, utcnow
-from db_fixtures import store, taxonomy  # noqa: F401  (fixtures)
+from db_fixtures import db_url, store, taxonomy  # noqa: F401  (fixtures)
 
 # -- evidence store --------------------------------------------------------------
 

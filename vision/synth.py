@@ -438,8 +438,9 @@ def topdown_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
 # --- compositing and camera effects ------------------------------------------------------
 
 
-def paste(dst: np.ndarray, sprite: Sprite, x: int, y: int) -> tuple[int, int, int, int] | None:
-    """Alpha-blend a sprite with its top-left at (x, y); return its visible label box."""
+def paste(dst: np.ndarray, sprite: Sprite, x: int, y: int, solid: float = 0.5) -> tuple[int, int, int, int] | None:
+    """Alpha-blend a sprite with its top-left at (x, y); return the box of its visible
+    part that is at least ``solid`` opaque (its label box)."""
     img, alpha = sprite
     h, w = alpha.shape
     H, W = dst.shape[:2]
@@ -449,7 +450,7 @@ def paste(dst: np.ndarray, sprite: Sprite, x: int, y: int) -> tuple[int, int, in
     sa = alpha[y0 - y : y1 - y, x0 - x : x1 - x, None]
     roi = dst[y0:y1, x0:x1].astype(np.float32)
     dst[y0:y1, x0:x1] = (roi * (1 - sa) + img[y0 - y : y1 - y, x0 - x : x1 - x].astype(np.float32) * sa).astype(np.uint8)
-    ys, xs = np.nonzero(sa[..., 0] > 0.5)
+    ys, xs = np.nonzero(sa[..., 0] > solid)
     if len(xs) == 0:
         return None
     return int(x0 + xs.min()), int(y0 + ys.min()), int(x0 + xs.max() + 1), int(y0 + ys.max() + 1)
