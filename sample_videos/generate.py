@@ -6,7 +6,8 @@ Each clip exercises one source kind and one event type (plus one clip with no
 violation and look-alikes that must not fire). For ``X.mp4`` it writes
 ``X.json`` with the ground truth (format in shared/DESIGN.md), for the drone
 clip ``X.SRT`` telemetry, and for clips that need them ``X.zones.yaml``.
-Rendering is deterministic: same script, same clips.
+Rendering is deterministic: same script, same pictures (the H.264 encoder may round
+a few early frames differently between runs).
 """
 from __future__ import annotations
 
