@@ -1,4 +1,4 @@
-"""The ``patrol`` command: demo, serve, worker, analyze, train."""
+"""The ``patrol`` command: demo, serve, worker, analyze, detect, train."""
 from __future__ import annotations
 
 import argparse
@@ -220,6 +220,39 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_detect(args) -> int:
+    """Run the detector on single images: a quick check of the model on any photo."""
+    import cv2
+
+    from patrol.wiring import Parts
+    from vision.detector import DetectorError
+
+    try:
+        parts = Parts(_settings(args))
+        detector = parts.detector
+    except DetectorError as err:
+        return _fail(str(err))
+    failed = 0
+    for path in args.images:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            print(f"patrol: {path}: not a readable image", file=sys.stderr)
+            failed += 1
+            continue
+        dets = detector.detect([image])[0]
+        rows = [{"label": lab, "confidence": round(float(c), 3), "bbox": [round(float(v), 1) for v in box]}
+                for lab, c, box in zip(dets.labels, dets.confidence, dets.xyxy)]
+        # the event types this picture alone supports: a rule's label at the rule's confidence
+        events = sorted({r.event_type for r in parts.rules for lab, c in zip(dets.labels, dets.confidence)
+                         if lab in r.labels and c >= r.min_confidence})
+        if args.json:
+            print(json.dumps({"image": path, "detections": rows, "events": events}, ensure_ascii=False), flush=True)
+        else:
+            found = ", ".join(f"{r['label']} {r['confidence']:.2f}" for r in rows) or "nothing"
+            print(f"{path}: {found}  ->  {', '.join(events) or 'no event'}")
+    return 2 if failed else 0
+
+
 def cmd_train(args) -> int:
     from vision.training import generate_dataset, train
 
@@ -289,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--evidence", help="folder for evidence snapshots (default: a temp folder)")
     a.add_argument("--json", action="store_true", help="one JSON object per draft case per line")
     a.set_defaults(fn=cmd_analyze)
+
+    dt = sub.add_parser("detect", help="run the detector on images and print what it finds")
+    dt.add_argument("images", nargs="+")
+    dt.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    dt.set_defaults(fn=cmd_detect)
 
     t = sub.add_parser("train", help="train the detector (from generated data, or a YOLO data set)")
     src = t.add_mutually_exclusive_group(required=True)

@@ -1,0 +1,55 @@
+"""`patrol detect IMAGE... --json`: the detector on single pictures, one JSON line per image."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "patrol-v1.pt"
+
+
+def still(clip: str, t: float, out: Path) -> Path:
+    with av.open(str(ROOT / "sample_videos" / f"{clip}.mp4")) as c:
+        for f in c.decode(video=0):
+            if f.time >= t:
+                cv2.imwrite(str(out), f.to_ndarray(format="bgr24"))
+                return out
+    raise AssertionError(f"no frame at {t} s in {clip}")
+
+
+def detect(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "patrol.cli", "detect", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")
+def test_each_image_gets_its_detections_and_supported_events(tmp_path):
+    shed = still("fixed_illegal_construction", 20, tmp_path / "shed.jpg")
+    quiet = still("fixed_no_violation", 2, tmp_path / "quiet.png")
+    run = detect(shed, quiet, "--json")
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["image"] for r in rows] == [str(shed), str(quiet)]
+    assert rows[0]["events"] == ["illegal_construction"]
+    assert {d["label"] for d in rows[0]["detections"]} & {"steel_shed", "scaffold"}
+    for d in rows[0]["detections"]:
+        x1, y1, x2, y2 = d["bbox"]
+        assert 0 <= x1 < x2 <= 960 and 0 <= y1 < y2 <= 540 and 0 < d["confidence"] <= 1
+    assert rows[1]["events"] == []
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")
+def test_an_unreadable_image_is_named_and_the_others_still_run(tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    shed = still("fixed_illegal_construction", 20, tmp_path / "shed.jpg")
+    run = detect(text, shed, "--json")
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"patrol: {text}: not a readable image"
+    assert json.loads(run.stdout)["image"] == str(shed)
