@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from api.routers import cases, health, sources, ui
+from api.routers import cases, health, metrics, sources, ui
 from patrol.wiring import Parts
 
 DESCRIPTION = """City Patrol proposes **draft cases** (street vending, illegal construction, dust)
@@ -28,6 +28,7 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
     app.include_router(cases.router)
     app.include_router(sources.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(ui.router)
     return app
 

@@ -1,0 +1,75 @@
+"""Prometheus metrics: the state every worker reports to Redis, as gauges and counters.
+
+Workers write their sources' and their own state to Redis; this endpoint renders
+what is there at scrape time (a custom collector), so any API node can be
+scraped and no worker needs an HTTP port of its own.
+"""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from api.deps import bus as get_bus, parts as get_parts
+
+router = APIRouter(tags=["health"])
+
+STATES = ("connecting", "live", "stalled", "down")
+
+
+class _Snapshot:
+    def __init__(self, bus, parts):
+        self.bus, self.parts = bus, parts
+
+    def collect(self):
+        sources = self.bus.source_states() if self.bus is not None else {}
+        workers = self.bus.workers() if self.bus is not None else {}
+        state = GaugeMetricFamily("patrol_source_state", "1 for the source's current state", labels=["source", "kind", "state"])
+        up = GaugeMetricFamily("patrol_source_samples_per_second", "analysed samples per second", labels=["source"])
+        lag = GaugeMetricFamily("patrol_source_lag_seconds", "age of the newest sample", labels=["source"])
+        counters = {
+            name: CounterMetricFamily(f"patrol_source_{name}", help_, labels=["source"])
+            for name, help_ in (("samples", "samples taken from the stream"),
+                                ("dropped", "samples overwritten before the detector took them"),
+                                ("reconnects", "reconnections after a failure"),
+                                ("analysed", "samples that went through the detector"),
+                                ("gated", "samples skipped by the change gate"))
+        }
+        for sid, st in sources.items():
+            for s in STATES:
+                state.add_metric([sid, str(st.get("kind", "")), s], 1.0 if st.get("state") == s else 0.0)
+            up.add_metric([sid], float(st.get("samples_per_s") or 0.0))
+            if st.get("lag_s") is not None:
+                lag.add_metric([sid], float(st["lag_s"]))
+            for name, fam in counters.items():
+                fam.add_metric([sid], float(st.get(name) or 0))
+        yield from (state, up, lag, *counters.values())
+
+        held = GaugeMetricFamily("patrol_worker_sources", "sources the worker patrols", labels=["worker"])
+        batch = GaugeMetricFamily("patrol_worker_batch_size", "samples in the last detector call", labels=["worker"])
+        infer = GaugeMetricFamily("patrol_worker_step_milliseconds", "time of the last patrol step", labels=["worker"])
+        events = CounterMetricFamily("patrol_worker_events", "events published", labels=["worker"])
+        for wid, w in workers.items():
+            held.add_metric([wid], float(w.get("sources", 0)))
+            batch.add_metric([wid], float(w.get("last_batch", 0)))
+            infer.add_metric([wid], float(w.get("infer_ms", 0.0)))
+            events.add_metric([wid], float(w.get("events", 0)))
+        yield from (held, batch, infer, events)
+
+        if self.bus is not None:
+            pending = GaugeMetricFamily("patrol_events_pending", "events read by a case builder, not yet stored")
+            pending.add_metric([], float(self.bus.pending_count()))
+            yield pending
+        cases = GaugeMetricFamily("patrol_cases", "draft cases by status", labels=["status"])
+        for status in ("draft", "approved", "rejected"):
+            cases.add_metric([status], float(self.parts.store.list_cases(status=status, limit=1).total))
+        yield cases
+
+
+@router.get("/metrics", summary="Prometheus metrics of sources, workers and cases",
+            response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(bus=Depends(get_bus), parts=Depends(get_parts)):
+    registry = CollectorRegistry()
+    registry.register(_Snapshot(bus, parts))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
