@@ -5,7 +5,7 @@ rules and case builder as the live system; only the pacing differs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +30,7 @@ class Analysis:
     duration_s: float | None
     warnings: list[str]
     error: str | None = None  # the file broke off part-way: the cases found until then are kept
+    opened_at: dict[int, float] = field(default_factory=dict)  # case id -> file time its first event opened
 
 
 def load_zones(path: str | Path) -> list[Zone]:
@@ -66,6 +67,7 @@ def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str
     if location is not None and parts.grid is not None:
         grid = parts.grid.cell_at(location.lat, location.lon)
     touched: dict[int, DraftCaseView] = {}
+    opened_at: dict[int, float] = {}
 
     def deliver(events):
         for ev in events:
@@ -74,6 +76,8 @@ def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str
             case = builder.apply(ev, kind, grid)
             if case is not None:
                 touched[case.id] = case
+                if ev.state == "opened":  # an event opens at the sample that confirmed it
+                    opened_at[case.id] = min(opened_at.get(case.id, ev.last_seen), ev.last_seen)
 
     batch = []
     samples = 0
@@ -101,7 +105,8 @@ def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str
         progress(info.duration_s or 0.0, info.duration_s)
     state = pipeline.sources[source_id]
     cases = [parts.store.get_case(cid) for cid in sorted(touched)]
-    return Analysis([c for c in cases if c is not None], samples, state.analysed, info.duration_s, warnings, error)
+    return Analysis([c for c in cases if c is not None], samples, state.analysed, info.duration_s, warnings, error,
+                    opened_at)
 
 
 def case_json(case: DraftCaseView, evidence_root: Path) -> dict:

@@ -1,4 +1,4 @@
-"""The ``patrol`` command: demo, serve, worker, analyze, detect, train."""
+"""The ``patrol`` command: demo, serve, worker, analyze, detect, eval, train."""
 from __future__ import annotations
 
 import argparse
@@ -65,14 +65,21 @@ class Runtime:
         t.start()
         return t
 
-    def worker_thread(self, stop: threading.Event, source_ids: list[str] | None = None) -> threading.Thread:
+    def worker_thread(self, stop: threading.Event, source_ids: list[str] | None = None,
+                      lease_ttl_s: float | None = None, worker_id: str | None = None) -> threading.Thread:
+        """A patrol worker on its own thread. With ``lease_ttl_s`` it shares the sources
+        with every other worker on this Redis by lease; without, it patrols them all."""
         from vision.pipeline import Pipeline
-        from workers.patrol import PatrolWorker
+        from workers.leases import LeaseManager
+        from workers.patrol import PatrolWorker, default_worker_id
 
         w = self.settings.worker
         sources = [s for s in self.registry if not source_ids or s.id in source_ids]
         pipeline = Pipeline(self.parts.detector, self.parts.rules)
-        worker = PatrolWorker(self.bus, pipeline, sources, max_side=w.sample_max_side, loop_files=w.loop_files,
+        worker_id = worker_id or default_worker_id()
+        leases = LeaseManager.connect(self.redis_url, worker_id, ttl_s=lease_ttl_s) if lease_ttl_s else None
+        worker = PatrolWorker(self.bus, pipeline, sources, worker_id=worker_id, max_side=w.sample_max_side,
+                              loop_files=w.loop_files, leases=leases,
                               reader_options={"open_timeout_s": w.open_timeout_s, "read_timeout_s": w.read_timeout_s,
                                               "stall_timeout_s": w.stall_timeout_s})
         t = threading.Thread(target=worker.run, args=(stop,), name="patrol-worker", daemon=True)
@@ -137,13 +144,18 @@ def cmd_serve(args) -> int:
 
 
 def cmd_worker(args) -> int:
+    if args.lease_ttl <= 0:
+        return _fail(f"--lease-ttl must be positive, not {args.lease_ttl:g}")
     settings = _settings(args)
     rt = Runtime(settings)
     stop = _stop_on_signals()
-    threads = [rt.worker_thread(stop, args.source)]
+    ttl = None if args.no_leases else args.lease_ttl
+    threads = [rt.worker_thread(stop, args.source, lease_ttl_s=ttl, worker_id=args.worker_id)]
     if args.with_builder:
         threads.append(rt.builder_thread(stop))
-    print(f"patrol worker: {len(args.source or rt.registry.sources)} source(s), Redis {rt.redis_url}", flush=True)
+    n = len(args.source or rt.registry.sources)
+    sharing = "all of them (no leases)" if args.no_leases else f"shared with other workers by lease (ttl {ttl:g} s)"
+    print(f"patrol worker: {n} source(s), {sharing}, Redis {rt.redis_url}", flush=True)
     try:
         while not stop.is_set() and all(t.is_alive() for t in threads):
             stop.wait(0.5)
@@ -253,6 +265,51 @@ def cmd_detect(args) -> int:
     return 2 if failed else 0
 
 
+def cmd_eval(args) -> int:
+    """Box mAP on held-out images and event precision/recall/TTFD on held-out videos."""
+    from patrol.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_videos, make_heldout_videos,
+                                 write_report)
+    from patrol.wiring import Parts
+    from vision.detector import DetectorError
+    from vision.training import generate_dataset
+
+    settings = _settings(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work_dir)
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True))
+    bar = (lambda what: (lambda d, n: sys.stderr.write(f"\r  {what} {d}/{n}" + ("\n" if d == n else ""))))
+    try:
+        parts = Parts(settings)
+        result = {"model": parts.detector.version}
+    except DetectorError as err:
+        return _fail(str(err))
+    if not args.skip_boxes:
+        images = work / "images"
+        if not (images / "data.yaml").exists() or args.regenerate:
+            say(f"rendering {args.images} held-out images (seed {HELDOUT_IMAGE_SEED}) into {images}")
+            generate_dataset(images, 0, args.images, seed=HELDOUT_IMAGE_SEED, progress=bar("images"))
+        say("box metrics ...")
+        result["boxes"] = evaluate_boxes(settings.model.weights, images / "data.yaml", settings.model.imgsz, out)
+    if not args.skip_events:
+        videos = Path(args.data) if args.data else work / "videos"
+        if not args.data:
+            say(f"held-out videos in {videos} ({args.videos})")
+            make_heldout_videos(videos, args.videos, progress=bar("videos rendered"))
+        try:
+            result["events"] = evaluate_videos(parts, videos, progress=bar("videos analysed"))
+        except FileNotFoundError as err:
+            return _fail(str(err))
+    report = write_report(result, out)
+    (out / "eval.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(report.read_text(encoding="utf-8"))
+    say(f"report: {report}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from vision.training import generate_dataset, train
 
@@ -309,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="patrol the registry's sources and publish events to Redis")
     w.add_argument("--source", action="append", help="patrol only this source id (repeatable)")
     w.add_argument("--with-builder", action="store_true", help="also run a case builder in this process")
+    w.add_argument("--no-leases", action="store_true",
+                   help="patrol every given source, without sharing them with other workers by lease")
+    w.add_argument("--lease-ttl", type=float, default=10.0, metavar="S",
+                   help="seconds a dead worker's sources stay leased before others take them (default 10)")
+    w.add_argument("--worker-id", help="this worker's name in Redis; unique per process (default: worker-HOST-PID)")
     w.set_defaults(fn=cmd_worker)
 
     a = sub.add_parser("analyze", help="analyse one video file offline and print its draft cases")
@@ -327,6 +389,18 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("images", nargs="+")
     dt.add_argument("--json", action="store_true", help="one JSON object per image per line")
     dt.set_defaults(fn=cmd_detect)
+
+    ev = sub.add_parser("eval", help="evaluate the model on held-out images and videos")
+    ev.add_argument("--data", help="folder of videos with ground truth (X.mp4 + X.json); default: render held-out clips")
+    ev.add_argument("--videos", type=int, default=24, help="held-out clips to render when --data is not given")
+    ev.add_argument("--images", type=int, default=400, help="held-out images for box metrics")
+    ev.add_argument("--work-dir", default=str(ROOT / "var" / "heldout"), help="where held-out data is rendered (kept)")
+    ev.add_argument("--regenerate", action="store_true", help="render the held-out images again")
+    ev.add_argument("--skip-boxes", action="store_true")
+    ev.add_argument("--skip-events", action="store_true")
+    ev.add_argument("--out", default=str(ROOT / "var" / "eval"), help="report folder (report.md, pr_curve.png, eval.json)")
+    ev.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    ev.set_defaults(fn=cmd_eval)
 
     t = sub.add_parser("train", help="train the detector (from generated data, or a YOLO data set)")
     src = t.add_mutually_exclusive_group(required=True)

@@ -20,6 +20,14 @@ class Parts:
         self._db_url = db_url
         self._evidence_dir = evidence_dir
 
+    def fork(self, db_url: str, evidence_dir=None) -> "Parts":
+        """Parts over another database that share what is already loaded (model, codes, grid)."""
+        other = Parts(self.settings, db_url=db_url, evidence_dir=evidence_dir or self._evidence_dir)
+        for name in ("taxonomy", "grid", "detector", "rules"):
+            if name in self.__dict__:
+                other.__dict__[name] = self.__dict__[name]
+        return other
+
     @cached_property
     def taxonomy(self) -> Taxonomy:
         c = self.settings.cases

@@ -1,0 +1,179 @@
+"""Evaluation on held-out data: box mAP per class, and event-level precision, recall
+and time to first detection on videos with ground truth.
+
+Held-out means rendered from other seeds (and, for videos, other scenes) than the
+training set. An event counts as found when a case of the same type overlaps it in
+time; every other case is a false one, including a second case for the same event.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from patrol.analyze import analyze_video, load_zones
+from patrol.wiring import Parts
+from vision.synth import CLASSES
+
+HELDOUT_IMAGE_SEED = 7  # training uses seed 1 (models/README.md); these seeds never meet
+HELDOUT_VIDEO_SEED = 90_000
+
+
+@dataclass
+class EventScore:
+    truths: int = 0
+    found: int = 0
+    cases: int = 0
+    false_cases: int = 0
+    ttfd: list[float] = field(default_factory=list)
+
+    def add(self, other: "EventScore") -> None:
+        self.truths += other.truths
+        self.found += other.found
+        self.cases += other.cases
+        self.false_cases += other.false_cases
+        self.ttfd += other.ttfd
+
+    def as_dict(self) -> dict:
+        ttfd = sorted(self.ttfd)
+        return {
+            "ground_truth_events": self.truths, "found": self.found, "cases": self.cases,
+            "false_cases": self.false_cases,
+            "recall": round(self.found / self.truths, 4) if self.truths else None,
+            "precision": round((self.cases - self.false_cases) / self.cases, 4) if self.cases else None,
+            "time_to_first_detection_s": {
+                "median": round(ttfd[len(ttfd) // 2], 1) if ttfd else None,
+                "max": round(ttfd[-1], 1) if ttfd else None,
+            },
+        }
+
+
+def make_heldout_videos(out: Path, count: int, seed: int = HELDOUT_VIDEO_SEED, seconds: float = 40.0,
+                        progress: Callable[[int, int], None] | None = None) -> Path:
+    """Render ``count`` held-out clips (kept: a folder is only filled once)."""
+    from vision.synth_video import random_clip, render
+
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        clip = random_clip(seed + i, seconds=seconds)
+        if not (out / f"{clip.name}.json").exists():
+            render(clip, out)
+        if progress:
+            progress(i + 1, count)
+    return out
+
+
+def score_video(truth: dict, cases: list, opened_at: dict[int, float]) -> dict[str, EventScore]:
+    """Match cases to ground-truth events of one video, per event type."""
+    scores: dict[str, EventScore] = {}
+    used: set[int] = set()
+    for ev in truth["events"]:
+        s = scores.setdefault(ev["event_type"], EventScore())
+        s.truths += 1
+        hits = [c for c in cases if c.event_type == ev["event_type"] and c.first_seen <= ev["end"]
+                and c.last_seen >= ev["start"] and c.id not in used]
+        if hits:
+            first = min(hits, key=lambda c: opened_at.get(c.id, c.first_seen))
+            used.add(first.id)
+            s.found += 1
+            s.ttfd.append(max(0.0, opened_at.get(first.id, first.first_seen) - ev["start"]))
+    for c in cases:
+        s = scores.setdefault(c.event_type, EventScore())
+        s.cases += 1
+        if c.id not in used:
+            s.false_cases += 1
+    return scores
+
+
+def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], None] | None = None) -> dict:
+    videos = sorted(p for p in folder.glob("*.mp4") if p.with_suffix(".json").exists())
+    if not videos:
+        raise FileNotFoundError(f"{folder}: no videos with ground truth (X.mp4 + X.json)")
+    total: dict[str, EventScore] = {}
+    per_video = []
+    with tempfile.TemporaryDirectory(prefix="patrol-eval-") as tmp:
+        for i, video in enumerate(videos):
+            truth = json.loads(video.with_suffix(".json").read_text())
+            srt = video.with_suffix(".SRT")
+            zones_file = video.with_name(video.stem + ".zones.yaml")
+            run_parts = parts.fork(f"sqlite:///{Path(tmp) / f'{i}.db'}", Path(tmp) / "evidence")
+            result = analyze_video(run_parts, video, kind=truth.get("source_kind", "fixed"),
+                                   srt=srt if srt.exists() else None,
+                                   zones=load_zones(zones_file) if zones_file.exists() else [])
+            scores = score_video(truth, result.cases, result.opened_at)
+            for et, s in scores.items():
+                total.setdefault(et, EventScore()).add(s)
+            per_video.append({"video": video.name, "truth": [e["event_type"] for e in truth["events"]],
+                              "cases": [(c.event_type, round(c.first_seen, 1), round(c.last_seen, 1)) for c in result.cases],
+                              "found": sum(s.found for s in scores.values()),
+                              "false_cases": sum(s.false_cases for s in scores.values())})
+            if progress:
+                progress(i + 1, len(videos))
+    overall = EventScore()
+    for s in total.values():
+        overall.add(s)
+    return {"videos": len(videos), "overall": overall.as_dict(),
+            "per_event_type": {k: v.as_dict() for k, v in sorted(total.items())}, "per_video": per_video}
+
+
+def evaluate_boxes(weights: Path, data_yaml: Path, imgsz: int, out: Path | None = None) -> dict:
+    """Box mAP50 and mAP50-95 per class with ultralytics' validator; PR curve to ``out``."""
+    from ultralytics import YOLO
+
+    metrics = YOLO(str(weights)).val(data=str(data_yaml), imgsz=imgsz, batch=16, device="cpu", plots=False,
+                                     verbose=False, workers=2, project=str(out or tempfile.gettempdir()), name="val",
+                                     exist_ok=True)
+    box = metrics.box
+    names = metrics.names
+    per_class = {}
+    for i, cls in enumerate(box.ap_class_index):
+        per_class[names[int(cls)]] = {"map50": round(float(box.ap50[i]), 4), "map50_95": round(float(box.ap[i]), 4)}
+    if out is not None:
+        _plot_pr(box.px, box.prec_values, box.ap_class_index, names, box.ap50, out / "pr_curve.png")
+    return {"map50": round(float(box.map50), 4), "map50_95": round(float(box.map), 4), "per_class": per_class}
+
+
+def _plot_pr(px, prec, class_index, names, ap50, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    for row, cls, ap in zip(prec, class_index, ap50):
+        ax.plot(px, row, linewidth=1.2, label=f"{names[int(cls)]} {ap:.3f}")
+    ax.set_xlabel("Recall")
+    ax.set_ylabel("Precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Precision-recall at IoU 0.5, held-out images")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(result: dict, out: Path) -> Path:
+    lines = ["# Evaluation report", "", f"Model: `{result['model']}`", ""]
+    if "boxes" in result:
+        b = result["boxes"]
+        lines += ["## Boxes (held-out images)", "", f"mAP50 {b['map50']:.3f}, mAP50-95 {b['map50_95']:.3f}", "",
+                  "| class | mAP50 | mAP50-95 |", "| --- | --- | --- |"]
+        lines += [f"| {c} | {v['map50']:.3f} | {v['map50_95']:.3f} |" for c, v in b["per_class"].items()]
+        lines += ["", "![PR curve](pr_curve.png)", ""]
+    if "events" in result:
+        e = result["events"]
+        lines += ["## Events (held-out videos)", "", f"{e['videos']} videos.", "",
+                  "| event type | truth | found | recall | cases | false | precision | TTFD median s |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, v in [("all", e["overall"]), *e["per_event_type"].items()]:
+            lines.append(f"| {name} | {v['ground_truth_events']} | {v['found']} | {v['recall']} | {v['cases']} | "
+                         f"{v['false_cases']} | {v['precision']} | {v['time_to_first_detection_s']['median']} |")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+__all__ = ["CLASSES", "evaluate_boxes", "evaluate_videos", "make_heldout_videos", "score_video", "write_report"]
