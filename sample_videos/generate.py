@@ -67,7 +67,8 @@ def clips() -> list[Clip]:
     actors[1].event = None  # the site's own fence
     out.append(Clip("fixed_dust", "fixed", (W, H), 40, scene.image, actors, seed=3, light="haze",
                     zones=[{"name": "Permitted site No.7", "role": "permitted_construction",
-                            "polygon": [[0.0, 0.3], [0.42, 0.3], [0.42, 1.0], [0.0, 1.0]]}]))
+                            # the whole site: its yard and its own fence
+                            "polygon": [[0.0, 0.3], [0.68, 0.3], [0.68, 1.0], [0.0, 1.0]]}]))
 
     # 4. patrol vehicle driving past a stall with goods on the pavement
     rng = np.random.default_rng(404)
