@@ -4,10 +4,15 @@ Each source has its own reader thread that keeps only its newest sample; the
 worker's loop takes whatever is new from all of them and runs one batched
 patrol step. A slow detector therefore delays no reader, and a dead camera
 delays nothing at all.
+
+Many workers share one registry by leasing its sources (workers/leases.py):
+each patrols only the sources it holds, and the sources of a worker that dies
+pass to the others when its leases expire.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -19,19 +24,45 @@ from streams.live import LiveReader
 from streams.sources import Source
 from streams.telemetry import Track, parse_srt
 from vision.pipeline import Pipeline
-from workers.bus import Bus
+from workers.bus import WORKERS, Bus
+from workers.leases import LeaseManager
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_TTL_S = 15  # a worker without leases: how long its heartbeat outlives it
+
+
+def default_worker_id() -> str:
+    return f"worker-{socket.gethostname()}-{os.getpid()}"
+
 
 class PatrolWorker:
+    """Patrols ``sources``: all of them, or with ``leases`` only those whose lease it holds.
+
+    With leases a second thread renews them and rebalances every ``lease_every_s``
+    (default a fifth of the TTL, at most 1 s) and keeps the worker's heartbeat alive for as long
+    as its leases; the patrol loop starts a reader for each newly held source and
+    stops (and flushes the events of) each source it no longer holds. A lease that
+    could not be renewed in time stops its reader before the lease can expire in
+    Redis, so two workers never patrol one source for long.
+    """
+
     def __init__(self, bus: Bus, pipeline: Pipeline, sources: list[Source], worker_id: str | None = None,
                  max_side: int = 640, loop_files: bool = False, reader_options: dict | None = None,
-                 state_every_s: float = 2.0):
+                 state_every_s: float = 2.0, leases: LeaseManager | None = None, lease_every_s: float | None = None):
         self.bus = bus
         self.pipeline = pipeline
         self.sources = {s.id: s for s in sources if s.enabled}
-        self.worker_id = worker_id or f"worker-{socket.gethostname()}-{os.getpid()}"
+        if leases is not None and worker_id is not None and worker_id != leases.worker_id:
+            raise ValueError(f"worker id {worker_id!r} differs from its leases' {leases.worker_id!r}")
+        self.worker_id = worker_id or (leases.worker_id if leases is not None else default_worker_id())
+        self.leases = leases
+        # Renewing and looking for free sources every second costs Redis next to nothing
+        # and keeps a takeover close to the TTL.
+        self.lease_every_s = lease_every_s or (min(1.0, leases.ttl_s / 5) if leases is not None else 0.0)
+        # With leases the heartbeat lives as long as a lease does: when a worker dies, the
+        # others see it gone (and their fair share grow) as its leases expire.
+        self.heartbeat_ttl_s = max(1, math.ceil(leases.ttl_s)) if leases is not None else HEARTBEAT_TTL_S
         self.max_side = max_side
         self.loop_files = loop_files
         self.reader_options = reader_options or {}
@@ -41,6 +72,11 @@ class PatrolWorker:
         self.details: dict[str, str] = {}  # source id -> what its reader said on entering its state
         self.unsent: list = []  # events waiting for Redis to come back
         self.stats = {"steps": 0, "samples": 0, "events": 0, "last_batch": 0, "infer_ms": 0.0}
+        self._failed: set[str] = set()  # held sources whose reader could not be started
+        self._retired: list[LiveReader] = []  # stopped readers whose threads may still be finishing
+        self._changed = threading.Event()  # a reader changed state: report soon
+        self._lease_stop = threading.Event()
+        self._lease_thread: threading.Thread | None = None
 
     def _start_source(self, src: Source) -> None:
         pol = src.policy
@@ -57,6 +93,7 @@ class PatrolWorker:
         # error, so without this a source down because its file ended (or because
         # it was stopped) would be reported with no reason at all.
         self.details[source_id] = detail
+        self._changed.set()
 
     def _publish(self, events) -> None:
         self.unsent.extend(events)
@@ -69,9 +106,17 @@ class PatrolWorker:
             self.unsent.pop(0)
             self.stats["events"] += 1
 
+    def _heartbeat_info(self) -> dict:
+        info = {"sources": len(self.readers), **self.stats, "leases": self.leases is not None}
+        if self.leases is not None:
+            info["leased"] = sorted(self.leases.held())
+        return info
+
     def _report(self) -> None:
         try:
-            for sid, reader in self.readers.items():
+            for sid, reader in list(self.readers.items()):
+                if self.leases is not None and not self.leases.holds(sid):  # its next worker reports it
+                    continue
                 st = reader.stats()
                 ps = self.pipeline.sources.get(sid)
                 if ps is not None:
@@ -81,12 +126,14 @@ class PatrolWorker:
                 if st.get("last_sample_ts"):
                     st["lag_s"] = round(time.time() - st["last_sample_ts"], 1)
                 self.bus.set_source_state(sid, st)
-            self.bus.heartbeat(self.worker_id, {"sources": len(self.readers), **self.stats})
+            self.bus.heartbeat(self.worker_id, self._heartbeat_info(), ttl_s=self.heartbeat_ttl_s)
         except (redis.ConnectionError, redis.TimeoutError) as err:
             log.warning("cannot report state: %s", err)
 
     def step(self) -> int:
-        frames = [f for f in (r.latest() for r in self.readers.values()) if f is not None]
+        # (a sample a reader published just as it stopped may outlive its source's pipeline state)
+        frames = [f for f in (r.latest() for r in self.readers.values())
+                  if f is not None and f.source_id in self.pipeline.sources]
         for f in frames:
             track = self.tracks.get(f.source_id)
             if track is not None and "pts" in f.extra:
@@ -105,28 +152,136 @@ class PatrolWorker:
         self._publish(events)
         return len(frames)
 
-    def run(self, stop: threading.Event, tick_s: float = 0.05) -> None:
-        for src in self.sources.values():
+    # -- which sources this worker patrols ---------------------------------------------
+    def _try_start(self, src: Source) -> None:
+        try:
+            self._start_source(src)
+        except Exception as err:  # one misconfigured source must not stop the others
+            log.error("source %s not started: %s", src.id, err)
+            self._failed.add(src.id)
+            self.pipeline.remove_source(src.id)
             try:
-                self._start_source(src)
-            except Exception as err:  # one misconfigured source must not stop the others
-                log.error("source %s not started: %s", src.id, err)
+                self.bus.set_source_state(src.id, {"state": "down", "detail": f"not started: {err}",
+                                                   "last_error": str(err), "worker": self.worker_id})
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass
+
+    def _drop_source(self, sid: str) -> None:
+        """Stop patrolling a source: its reader stops (without waiting for it) and its
+        open events are closed and published."""
+        reader = self.readers.pop(sid)
+        reader.stop(timeout=0)
+        self._retired.append(reader)
+        self.tracks.pop(sid, None)
+        self.details.pop(sid, None)  # (after stop(): it reports "stopped" through _on_state)
+        self._publish(self.pipeline.remove_source(sid))
+
+    def _sync_sources(self) -> None:
+        """Readers for exactly the sources whose lease is held (patrol loop's thread)."""
+        held = self.leases.held()
+        for sid in [s for s in self.readers if s not in held]:
+            log.info("%s stops patrolling %s (lease released or lost)", self.worker_id, sid)
+            self._drop_source(sid)
+        self._failed &= held
+        for sid in sorted(held - self.readers.keys() - self._failed):
+            src = self.sources.get(sid)
+            if src is not None:
+                self._try_start(src)
+        self._retired = [r for r in self._retired if r.running]
+
+    def _halt(self, source_ids) -> None:
+        """Stop these sources' readers now, from the lease thread: a lease about to be
+        given back or past its deadline must not wait for the patrol loop."""
+        for sid in source_ids:
+            reader = self.readers.get(sid)
+            if reader is not None:
+                reader.stop(timeout=0)
+
+    def _hand_over(self, lease_bus: Bus, source_ids: list[str]) -> None:
+        """Before leases are given back: stop their readers and say so, while this
+        worker still owns them (the next owner's reports come after)."""
+        self._halt(source_ids)
+        for sid in source_ids:
+            reader = self.readers.get(sid)
+            st = reader.stats() if reader is not None else {}
+            src = self.sources.get(sid)
+            st.update(state="down", detail="handed over to another worker", worker=self.worker_id,
+                      kind=src.kind if src else "", name=src.name if src else "")
+            try:
+                lease_bus.set_source_state(sid, st)
+            except redis.RedisError:
+                pass
+
+    def _lease_cycle(self, lease_bus: Bus) -> None:
+        live = [w for w, info in lease_bus.workers().items() if info.get("leases")]
+        acquired, released = self.leases.rebalance(list(self.sources), live,
+                                                   before_release=lambda ids: self._hand_over(lease_bus, ids))
+        lost = self.leases.lost
+        self._halt(lost)
+        lease_bus.heartbeat(self.worker_id, self._heartbeat_info(), ttl_s=self.heartbeat_ttl_s)
+        if acquired or released or lost:
+            log.info("%s: acquired %s, released %s, lost %s", self.worker_id, acquired, released, lost)
+            self._changed.set()
+
+    def _lease_loop(self) -> None:
+        lease_bus = Bus(self.leases.r)
+        next_cycle = 0.0
+        while not self._lease_stop.is_set():
+            if time.monotonic() >= next_cycle:
+                next_cycle = time.monotonic() + self.lease_every_s
                 try:
-                    self.bus.set_source_state(src.id, {"state": "down", "detail": f"not started: {err}",
-                                                       "last_error": str(err), "worker": self.worker_id})
-                except (redis.ConnectionError, redis.TimeoutError):
-                    pass
-        log.info("%s patrols %d source(s)", self.worker_id, len(self.readers))
-        next_report = 0.0
+                    self._lease_cycle(lease_bus)
+                except redis.RedisError as err:
+                    log.warning("%s cannot renew its leases: %s", self.worker_id, err)
+                except Exception:  # the lease thread must outlive any surprise
+                    log.exception("%s lease cycle failed", self.worker_id)
+            lapsed = self.leases.lapsed()
+            if lapsed:
+                log.warning("%s: leases on %s not renewed in time; their readers stop", self.worker_id,
+                            ", ".join(lapsed))
+                self._halt(lapsed)
+                self._changed.set()
+            self._lease_stop.wait(min(0.2, self.leases.margin_s / 4, self.lease_every_s))
+
+    def run(self, stop: threading.Event, tick_s: float = 0.05) -> None:
+        if self.leases is None:
+            for src in self.sources.values():
+                self._try_start(src)
+            log.info("%s patrols %d source(s)", self.worker_id, len(self.readers))
+        else:
+            self._lease_stop.clear()
+            self._lease_thread = threading.Thread(target=self._lease_loop, name="patrol-leases", daemon=True)
+            self._lease_thread.start()
+            log.info("%s shares %d source(s) by lease (ttl %g s)", self.worker_id, len(self.sources),
+                     self.leases.ttl_s)
+        next_report = last_report = 0.0
         try:
             while not stop.is_set():
+                if self.leases is not None:
+                    self._sync_sources()
                 if not self.step():
                     stop.wait(tick_s)
-                if time.monotonic() >= next_report:
+                now = time.monotonic()
+                if now >= next_report or (self._changed.is_set() and now - last_report >= 0.25):
+                    self._changed.clear()
                     self._report()
-                    next_report = time.monotonic() + self.state_every_s
+                    last_report, next_report = now, now + self.state_every_s
         finally:
+            self._lease_stop.set()
+            if self._lease_thread is not None:
+                self._lease_thread.join(timeout=5)
             for reader in self.readers.values():
+                reader.stop(timeout=0)
+            for reader in [*self.readers.values(), *self._retired]:
                 reader.stop(timeout=2)
             self._publish(self.pipeline.flush())
             self._report()
+            if self.leases is not None:  # gone for good: the others need not wait for the TTL
+                try:
+                    self.leases.release_all()
+                    self.bus.r.delete(WORKERS + self.worker_id)
+                except redis.RedisError as err:
+                    log.warning("%s could not give its leases back (they expire by themselves): %s",
+                                self.worker_id, err)
+                finally:  # (an embedded Redis stops only once nobody is connected)
+                    self.leases.r.connection_pool.disconnect()
