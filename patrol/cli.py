@@ -320,7 +320,7 @@ def cmd_train(args) -> int:
     else:
         out = Path(args.dataset_dir)
         print(f"rendering {args.generate} training and {args.val} validation images (seed {args.seed}) into {out}", flush=True)
-        data = generate_dataset(out, args.generate, args.val, seed=args.seed, size=(640, 384),
+        data = generate_dataset(out, args.generate, args.val, seed=args.seed, size=(640, 384), recipe=args.recipe,
                                 progress=lambda d, n: print(f"\r  {d}/{n}", end="", flush=True) if d % 100 == 0 or d == n else None)
         print()
     weights = args.weights or ("yolo11n.yaml" if args.generate else str(ROOT / "models" / "patrol-v1.pt"))
@@ -408,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--generate", type=int, metavar="N", help="render N synthetic training images and train from scratch")
     t.add_argument("--val", type=int, default=300, help="validation images to render with --generate")
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--recipe", type=int, choices=[1, 2], default=2, help="data recipe of vision.synth.RECIPES")
     t.add_argument("--dataset-dir", default=str(ROOT / "data" / "synth"))
     t.add_argument("--weights", help="starting point: a .pt to fine-tune, or a model .yaml to train from scratch")
     t.add_argument("--epochs", type=int, default=30)

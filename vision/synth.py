@@ -498,7 +498,7 @@ class Labelled:
     boxes: list[tuple[int, float, float, float, float]] = field(default_factory=list)  # class, x1, y1, x2, y2
 
 
-def _street_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
+def _street_image(rng: np.random.Generator, w: int, h: int, dust_solid: float = 0.5) -> Labelled:
     scene = street_background(rng, w, h)
     img = scene.image
     out = Labelled(img)
@@ -519,7 +519,42 @@ def _street_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
         y = int(ground - sh)
         placed.append((ground, name, sw, sh, x, y))
     for ground, name, sw, sh, x, y in sorted(placed):  # far first, near last
-        box = paste(img, render_sprite(name, rng, sw, sh), x, y)
+        box = paste(img, render_sprite(name, rng, sw, sh), x, y, solid=dust_solid if name == "dust" else 0.5)
+        if box and name in CLASS_ID:
+            out.boxes.append((CLASS_ID[name], *box))
+    return out
+
+
+def _kerbside_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
+    """A camera close to the pavement, as street cameras and phones see vendors and
+    sheds: objects at the kerb, large, often beside each other."""
+    scene = street_background(rng, w, h)
+    img = scene.image
+    out = Labelled(img)
+    zoom = rng.uniform(2.2, 4.2)
+    kind = rng.choice(["vending", "construction", "dust", "mixed", "none"])
+    pool = {"vending": ("stall", "umbrella", "goods"), "construction": ("scaffold", "hoarding", "steel_shed", "material_pile"),
+            "dust": ("dust",), "mixed": CLASSES, "none": ()}[kind]
+    names = list(rng.choice(pool, int(rng.integers(1, 4)))) if pool else []
+    names += list(rng.choice(["car", "person", "tricycle", "tree", "steam"], int(rng.integers(0, 4))))
+    placed = []
+    for name in names:
+        ground = scene.kerb + rng.uniform(-12, 40 if name in ("car", "tricycle", "dust") else 15)
+        s = scene.px_per_m(ground) * zoom * rng.uniform(0.85, 1.15)
+        mw, mh = SIZE_M[name]
+        if name == "hoarding":
+            mw *= rng.uniform(0.4, 1.0)
+        if name == "dust":
+            mw, mh = mw * rng.uniform(0.5, 1.0), mh * rng.uniform(0.5, 1.0)
+        sw, sh = int(mw * s), int(mh * s)
+        if sw < 10 or sh < 8 or sw > 0.9 * w or sh > 0.95 * h:
+            continue
+        placed.append((ground, name, sw, sh, int(rng.uniform(-0.1 * sw, w - 0.9 * sw)), int(ground - sh)))
+    for ground, name, sw, sh, x, y in sorted(placed):
+        sprite = render_sprite(name, rng, sw, sh)
+        if name == "dust":  # plumes are caught at every stage, thin ones included
+            sprite = (sprite[0], sprite[1] * rng.uniform(0.45, 1.0))
+        box = paste(img, sprite, x, y, solid=0.25 if name == "dust" else 0.5)
         if box and name in CLASS_ID:
             out.boxes.append((CLASS_ID[name], *box))
     return out
@@ -544,16 +579,30 @@ def _topdown_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
     return out
 
 
-def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = None) -> Labelled:
+RECIPES = {
+    # 1: the first model's data: street views at any distance, portrait phones, drone views.
+    1: ("street", "street", "street", "portrait", "topdown"),
+    # 2: adds kerbside close-ups (how street cameras and phones see vendors) and labels a
+    #    plume wherever it is at least a quarter opaque, so thin dust has consistent boxes.
+    2: ("street", "street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown"),
+}
+
+
+def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = None, recipe: int = 1) -> Labelled:
     """One training picture with its boxes (tiny slivers dropped)."""
     rng = np.random.default_rng(seed)
-    view = view or rng.choice(["street", "street", "street", "portrait", "topdown"])
+    view = view or rng.choice(RECIPES[recipe])
+    dust_solid = 0.25 if recipe >= 2 else 0.5
     if view == "portrait":
-        sample = _street_image(rng, h, w)
+        sample = _street_image(rng, h, w, dust_solid)
+    elif view == "kerbside":
+        sample = _kerbside_image(rng, w, h)
+    elif view == "kerbside_portrait":
+        sample = _kerbside_image(rng, h, w)
     elif view == "topdown":
         sample = _topdown_image(rng, w, h)
     else:
-        sample = _street_image(rng, w, h)
+        sample = _street_image(rng, w, h, dust_solid)
     sample.image = camera_effects(lighting(sample.image, rng), rng)
     sample.boxes = [b for b in sample.boxes if (b[3] - b[1]) >= 6 and (b[4] - b[2]) >= 6]
     return sample
