@@ -34,7 +34,6 @@ class RuleConfig:
     update_every_s: float = 60.0  # re-publish a lasting event at most this often
     required_role: str | None = None  # if the source has zones of this role, only inside them
     excluded_role: str | None = None  # never inside zones of this role
-    describe: str = "{label}"
 
 
 @dataclass
