@@ -62,10 +62,11 @@ def clips() -> list[Clip]:
     gy = scene.kerb + 40
     pile = on_ground(scene, "material_pile", gy, 60, rng)
     pile.event = None  # permitted: inside the site's zone, so not a violation
-    dust = Actor("dust", 430, gy + 40 - 320, 300, 320, t_in=10, t_out=28, event="dust", seed=int(rng.integers(1 << 30)))
+    dust = Actor("dust", 430, gy + 40 - 320, 300, 320, t_in=10, t_out=28, event="dust", seed=int(rng.integers(1 << 30)),
+                 opacity=2.0)  # earthworks raise a dense plume
     actors = [pile, on_ground(scene, "hoarding", gy - 60, 40, rng) , dust, passing(scene, "car", H - 5, 30, 170, W, rng)]
     actors[1].event = None  # the site's own fence
-    out.append(Clip("fixed_dust", "fixed", (W, H), 40, scene.image, actors, seed=3, light="haze",
+    out.append(Clip("fixed_dust", "fixed", (W, H), 40, scene.image, actors, seed=3,
                     zones=[{"name": "Permitted site No.7", "role": "permitted_construction",
                             # the whole site: its yard and its own fence
                             "polygon": [[0.0, 0.3], [0.68, 0.3], [0.68, 1.0], [0.0, 1.0]]}]))

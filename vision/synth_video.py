@@ -35,12 +35,15 @@ class Actor:
     vx: float = 0.0  # world pixels per second
     event: str | None = None  # event type this actor belongs to (None = clutter)
     seed: int = 0
+    opacity: float = 1.0  # alpha multiplier: a dense plume from an earthworks site is > 1
     variants: list = field(default_factory=list)
 
     def sprite(self, t: float, topdown: bool):
         if not self.variants:
             n = 6 if self.name in ("dust", "steam") else 1
             self.variants = [render_sprite(self.name, np.random.default_rng(self.seed + k), self.w, self.h, topdown) for k in range(n)]
+            if self.opacity != 1.0:
+                self.variants = [(img, np.clip(alpha * self.opacity, 0.0, 0.95)) for img, alpha in self.variants]
         if len(self.variants) == 1:
             return self.variants[0]
         # a plume billows: cross-fade between renderings over time
