@@ -296,6 +296,20 @@ def test_the_trace_says_where_and_how_often_it_was_seen():
     assert "at least 3 of 5" in trace
 
 
+def test_the_trace_of_a_lasting_event_reads_like_a_sentence():
+    # a stall for 6 minutes at a fixed camera's patrol rate, missed on every 12th sample
+    rules = rules_for("street_vending", zones=[PAVEMENT], update_every_s=1e9)
+    sightings = [None if i % 12 == 11 else stall() for i in range(181)] + [None] * 11
+    events = run(rules, sightings, start=1_790_000_000.0)  # live: Unix seconds
+    closed = events[-1]
+    assert closed.state == "closed"
+    assert closed.trace[0] == f"stall in no-vending zone 'Main St pavement' for 6 min, seen in {closed.hits} of {closed.samples} samples"
+    assert closed.hits == 166 and closed.samples == 191  # 181 - 15 misses; samples up to the closing one
+    assert closed.trace[2].startswith("first seen 2026-09-21 22:13:20")  # China time (UTC 14:13:20), not raw seconds
+    file_events = run(rules_for("street_vending"), [stall()] * 3)  # a file: seconds into the video
+    assert "first seen at 0.0 s of the video" in file_events[0].trace[2]
+
+
 def test_the_snapshot_is_a_jpeg_of_the_sample_with_the_box_drawn():
     rules = rules_for("street_vending")
     f0 = frame(0.0)

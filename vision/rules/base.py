@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 from shapely.geometry import Point, Polygon
@@ -64,6 +65,8 @@ class _Track:
     best_label: str = ""
     best_bbox: tuple | None = None  # in source-video pixels
     since: float | None = None  # first sighting of the current presence (for dwell)
+    looked: int = 0  # samples looked at since the event's window began
+    confirmed: tuple[int, int] = (0, 0)  # (sightings, samples) in the window that opened the event
 
 
 class EventRule:
@@ -120,6 +123,8 @@ class EventRule:
                     track.since = frame.ts
                 self._observe(track, frame, hit)
             ev = track.event
+            if ev is not None:
+                track.looked += 1
             if ev is None:
                 hits = [ts for ts, h in track.history if h]
                 # Dwell counts from the first sighting of this presence, which may be older
@@ -190,13 +195,15 @@ class EventRule:
         )
         self._take_evidence(ev, track)
         track.event = ev
+        track.looked = len(track.history)
+        track.confirmed = (hits, len(track.history))
         return self._emit(track, "opened", now)
 
     def _emit(self, track: _Track, state: str, now: float) -> Event:
         ev = track.event
         ev.state = state
         ev.revision += 1
-        ev.samples = len(track.history)
+        ev.samples = track.looked
         ev.trace = self._trace(track, ev)
         track.last_emit_ts = now
         track.emitted_confidence = ev.confidence
@@ -212,14 +219,15 @@ class EventRule:
         return out
 
     def _trace(self, track: _Track, ev: Event) -> list[str]:
+        """Why the event fired, in words an analyst reads at a glance."""
         cfg = self.config
-        seen = sum(1 for _, h in track.history if h)
         where = f"in {cfg.required_role.replace('_', '-')} zone '{ev.zone}'" if ev.zone else "in view"
+        seen, window = track.confirmed
         lines = [
-            f"{ev.label} {where}, seen in {seen} of the last {len(track.history)} samples "
+            f"{ev.label} {where} for {_duration(ev.last_seen - ev.start)}, seen in {ev.hits} of {ev.samples} samples",
+            f"confirmed when seen in {seen} of the last {window} samples "
             f"(rule: at least {cfg.min_hits} of {cfg.window}, confidence >= {cfg.min_confidence:.2f})",
-            f"first seen at {ev.start:.1f}, last seen at {ev.last_seen:.1f} ({ev.last_seen - ev.start:.0f} s), "
-            f"{ev.hits} sightings, best confidence {ev.confidence:.2f}",
+            f"first seen {_when(ev.start)}, last seen {_when(ev.last_seen)}, best confidence {ev.confidence:.2f}",
         ]
         if self._excluded:
             lines.append(f"detections inside {cfg.excluded_role.replace('_', ' ')} zones "
@@ -227,6 +235,25 @@ class EventRule:
         if ev.state == "closed":
             lines.append(f"ended: not seen for {cfg.absence_s:.0f} s")
         return lines
+
+
+LIVE_EPOCH = 1e9  # times above this are Unix seconds (live sources); below, seconds into a file
+CITY_TZ = timezone(timedelta(hours=8))  # the command centre reads China Standard Time
+
+
+def _when(ts: float) -> str:
+    if ts >= LIVE_EPOCH:
+        return datetime.fromtimestamp(ts, CITY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    return f"at {ts:.1f} s of the video"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _snapshot_copy(ev: Event, track: _Track) -> Event:
