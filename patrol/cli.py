@@ -1,4 +1,4 @@
-"""The ``patrol`` command: demo, serve, worker, analyze, detect, eval, train."""
+"""The ``patrol`` command: demo, serve, worker, analyze, detect, eval, bench, train."""
 from __future__ import annotations
 
 import argparse
@@ -310,6 +310,26 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from patrol.bench import bench_detector
+
+    settings = _settings(args)
+    if args.what == "detector":
+        weights = [Path(w) for w in args.weights] if args.weights else [settings.model.weights]
+        missing = [str(w) for w in weights if not w.exists()]
+        if missing:
+            return _fail(f"no such weights: {', '.join(missing)}")
+        result = bench_detector(weights, args.imgsz or settings.model.imgsz, tuple(args.batch), args.seconds)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"detector at {result['imgsz']} px on {result['cores']} cores ({result['cpu']}):")
+            for r in result["results"]:
+                print(f"  {r['weights']:<24} batch {r['batch']:>3}: {r['ms_per_image']:7.2f} ms/image "
+                      f"({r['images_per_s']} images/s)")
+    return 0
+
+
 def cmd_train(args) -> int:
     from vision.training import generate_dataset, train
 
@@ -401,6 +421,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=str(ROOT / "var" / "eval"), help="report folder (report.md, pr_curve.png, eval.json)")
     ev.add_argument("--json", action="store_true", help="print the result as one JSON object")
     ev.set_defaults(fn=cmd_eval)
+
+    b = sub.add_parser("bench", help="benchmarks (figures for docs/benchmarks.md)")
+    b.add_argument("what", choices=["detector"], help="detector: inference cost per image")
+    b.add_argument("--weights", nargs="+", help="weights files to compare (.pt, .onnx, OpenVINO folder)")
+    b.add_argument("--imgsz", type=int)
+    b.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    b.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(fn=cmd_bench)
 
     t = sub.add_parser("train", help="train the detector (from generated data, or a YOLO data set)")
     src = t.add_mutually_exclusive_group(required=True)

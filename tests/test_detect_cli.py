@@ -53,3 +53,13 @@ def test_an_unreadable_image_is_named_and_the_others_still_run(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip() == f"patrol: {text}: not a readable image"
     assert json.loads(run.stdout)["image"] == str(shed)
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")
+def test_bench_detector_reports_a_cost_per_image():
+    run = subprocess.run([sys.executable, "-m", "patrol.cli", "bench", "detector", "--seconds", "0.3", "--batch", "1",
+                          "2", "--json"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert [r["batch"] for r in result["results"]] == [1, 2]
+    assert all(r["ms_per_image"] > 0 and r["weights"] == "patrol-v1.pt" for r in result["results"])
