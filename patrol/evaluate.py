@@ -120,7 +120,15 @@ def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], N
 
 def evaluate_boxes(weights: Path, data_yaml: Path, imgsz: int, out: Path | None = None) -> dict:
     """Box mAP50 and mAP50-95 per class with ultralytics' validator; PR curve to ``out``."""
+    import logging
+    import sys
+
     from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
+
+    for handler in LOGGER.handlers:  # the validator's chatter goes to stderr: stdout carries results
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
 
     metrics = YOLO(str(weights)).val(data=str(data_yaml), imgsz=imgsz, batch=16, device="cpu", plots=False,
                                      verbose=False, workers=2, project=str(out or tempfile.gettempdir()), name="val",
