@@ -7,6 +7,7 @@ time; every other case is a false one, including a second case for the same even
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -130,9 +131,10 @@ def evaluate_boxes(weights: Path, data_yaml: Path, imgsz: int, out: Path | None 
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sys.stderr)
 
-    metrics = YOLO(str(weights)).val(data=str(data_yaml), imgsz=imgsz, batch=16, device="cpu", plots=False,
-                                     verbose=False, workers=2, project=str(out or tempfile.gettempdir()), name="val",
-                                     exist_ok=True)
+    with contextlib.redirect_stdout(sys.stderr):  # and so do its progress bars
+        metrics = YOLO(str(weights)).val(data=str(data_yaml), imgsz=imgsz, batch=16, device="cpu", plots=False,
+                                         verbose=False, workers=2, project=str(out or tempfile.gettempdir()),
+                                         name="val", exist_ok=True)
     box = metrics.box
     names = metrics.names
     per_class = {}
