@@ -107,7 +107,7 @@ class Taxonomy:
         except FileNotFoundError:
             raise TaxonomyError(f"{path}: category mapping not found") from None
         except yaml.YAMLError as err:
-            raise TaxonomyError(f"{path}: not valid YAML: {err}") from None
+            raise TaxonomyError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
         return cls(codes, parse_mapping(raw, codes, str(path)))
 
     def category(self, major: str, minor: str) -> Category:

@@ -459,9 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    from cases.grid import GridError
+    from cases.taxonomy import TaxonomyError
+
     try:
         return args.fn(args)
-    except ConfigError as err:
+    except (ConfigError, TaxonomyError, GridError) as err:  # the city's files: say which and where
         return _fail(str(err))
     except KeyboardInterrupt:
         return 130

@@ -124,3 +124,11 @@ def test_a_truncated_mp4_with_its_index_first(tmp_path):
     assert_one_line_error(result, "cut.mp4", "truncated", output_allowed=True)
     for line in result.stdout.splitlines():
         assert json.loads(line)["event_type"]
+
+
+def test_a_broken_category_mapping_is_a_one_line_error(tmp_path):
+    categories = tmp_path / "categories.yaml"
+    categories.write_text("event_types:\n  dust: [\n")
+    settings = tmp_path / "patrol.yaml"
+    settings.write_text(yaml.safe_dump({"cases": {"categories_file": str(categories)}}))
+    assert_one_line_error(patrol("--config", settings, "analyze", VIDEO), "categories.yaml", "not valid YAML")
