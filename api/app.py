@@ -5,8 +5,6 @@ their errors into HTTP answers with a readable ``detail``.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
 
 from api.routers import cases, health, metrics, sources, ui
@@ -32,5 +30,3 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
     app.include_router(ui.router)
     return app
 
-
-TEMPLATES = Path(__file__).parent / "ui" / "templates"

@@ -30,6 +30,7 @@ import math
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from streams.frame import is_wall_clock
 from vision.events import Event
 
 from .evidence_store import EvidenceStore
@@ -37,7 +38,6 @@ from .grid import GridIndex
 from .store import CaseEvent, DraftCase, DraftCaseView, Store, utcnow
 from .taxonomy import Taxonomy
 
-EPOCH_2001 = 1e9  # times above this are Unix seconds; below, seconds into an uploaded file
 MAX_TRACE_LINES = 200
 EARTH_RADIUS_M = 6_371_000.0
 
@@ -225,7 +225,7 @@ def _copy_progress(row: CaseEvent, event: Event) -> None:
 def _comparable_clocks(case: DraftCase, event: Event) -> bool:
     """Seconds into two different uploaded files say nothing about being seen at
     the same time, so only wall-clock times may join cases across sources."""
-    return case.first_seen >= EPOCH_2001 and event.start >= EPOCH_2001
+    return is_wall_clock(case.first_seen) and is_wall_clock(event.start)
 
 
 def _case_trace(events: list[CaseEvent]) -> list[str]:

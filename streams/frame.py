@@ -6,6 +6,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+# Times at or above this are Unix wall-clock seconds (live sources); below, seconds
+# into a recorded file. Every stage that compares or shows times relies on it.
+WALL_CLOCK_FROM = 1e9
+
+
+def is_wall_clock(ts: float) -> bool:
+    return ts >= WALL_CLOCK_FROM
+
+
 @dataclass(frozen=True, slots=True)
 class GeoPoint:
     """WGS84 position (CGCS2000 agrees to about a metre)."""

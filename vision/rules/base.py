@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 from shapely.geometry import Point, Polygon
 from shapely.prepared import prep
 
-from streams.frame import Frame
+from streams.frame import Frame, is_wall_clock
 from vision.detections import Detections
 from vision.events import Event
+from vision.evidence import draw_snapshot
 
 
 @dataclass(frozen=True)
@@ -237,12 +238,11 @@ class EventRule:
         return lines
 
 
-LIVE_EPOCH = 1e9  # times above this are Unix seconds (live sources); below, seconds into a file
 CITY_TZ = timezone(timedelta(hours=8))  # the command centre reads China Standard Time
 
 
 def _when(ts: float) -> str:
-    if ts >= LIVE_EPOCH:
+    if is_wall_clock(ts):
         return datetime.fromtimestamp(ts, CITY_TZ).strftime("%Y-%m-%d %H:%M:%S")
     return f"at {ts:.1f} s of the video"
 
@@ -258,10 +258,6 @@ def _duration(seconds: float) -> str:
 
 def _snapshot_copy(ev: Event, track: _Track) -> Event:
     """A detached copy of the event for publishing, with its evidence drawn."""
-    from dataclasses import replace
-
-    from vision.evidence import draw_snapshot
-
     if ev.snapshot is None and track.best_frame is not None and track.best_box_px is not None:
         ev.snapshot = draw_snapshot(track.best_frame.image, track.best_box_px,
                                     f"{ev.event_type}: {ev.label} {ev.confidence:.2f}")
