@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from vision import photos
+
 # Detector classes of the default model, in model order.
 CLASSES = ("stall", "umbrella", "goods", "scaffold", "hoarding", "steel_shed", "material_pile", "dust")
 CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
@@ -498,8 +500,20 @@ class Labelled:
     boxes: list[tuple[int, float, float, float, float]] = field(default_factory=list)  # class, x1, y1, x2, y2
 
 
-def _street_image(rng: np.random.Generator, w: int, h: int, dust_solid: float = 0.5) -> Labelled:
+def _real_ground(scene: "StreetScene", rng: np.random.Generator) -> None:
+    """Give the rendered pavement and road the grain of a real surface photograph."""
+    h, w = scene.image.shape[:2]
+    g = photos.grain(rng, w, h - scene.horizon, amp=rng.uniform(6, 16))
+    if g is not None:
+        ground = scene.image[scene.horizon:].astype(np.float32) + g[..., None]
+        scene.image[scene.horizon:] = np.clip(ground, 0, 255).astype(np.uint8)
+
+
+def _street_image(rng: np.random.Generator, w: int, h: int, dust_solid: float = 0.5,
+                  real_ground: bool = False) -> Labelled:
     scene = street_background(rng, w, h)
+    if real_ground:
+        _real_ground(scene, rng)
     img = scene.image
     out = Labelled(img)
     H = h
@@ -525,10 +539,12 @@ def _street_image(rng: np.random.Generator, w: int, h: int, dust_solid: float = 
     return out
 
 
-def _kerbside_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
+def _kerbside_image(rng: np.random.Generator, w: int, h: int, real_ground: bool = False) -> Labelled:
     """A camera close to the pavement, as street cameras and phones see vendors and
     sheds: objects at the kerb, large, often beside each other."""
     scene = street_background(rng, w, h)
+    if real_ground:
+        _real_ground(scene, rng)
     img = scene.image
     out = Labelled(img)
     zoom = rng.uniform(2.2, 4.2)
@@ -579,12 +595,52 @@ def _topdown_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
     return out
 
 
+def _photo_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
+    """Objects composited onto a real photograph; a third of them with none at all, so
+    the photo's own windows, clothes and furniture are learnt as background."""
+    bg = photos.scene_crop(rng, w, h)
+    if bg is None:  # no photo installed: fall back to a rendered kerbside view
+        return _kerbside_image(rng, w, h, real_ground=True)
+    out = Labelled(bg)
+    kind = rng.choice(["vending", "construction", "dust", "mixed", "none", "none"])
+    pool = {"vending": ("stall", "umbrella", "goods"), "construction": ("scaffold", "hoarding", "steel_shed", "material_pile"),
+            "dust": ("dust",), "mixed": CLASSES, "none": ()}[kind]
+    names = list(rng.choice(pool, int(rng.integers(1, 4)))) if pool else []
+    names += list(rng.choice(["car", "person", "tricycle", "tree", "steam"], int(rng.integers(0, 3))))
+    placed = []
+    for name in names:
+        ground = rng.uniform(0.45 * h, 1.08 * h)
+        s = h / rng.uniform(3.5, 12.0)  # pixels per metre: near and far
+        mw, mh = SIZE_M[name]
+        if name == "hoarding":
+            mw *= rng.uniform(0.4, 1.0)
+        if name == "dust":
+            mw, mh = mw * rng.uniform(0.5, 1.0), mh * rng.uniform(0.5, 1.0)
+        sw, sh = int(mw * s), int(mh * s)
+        if sw < 10 or sh < 8 or sw > 0.9 * w or sh > 0.95 * h:
+            continue
+        placed.append((ground, name, sw, sh, int(rng.uniform(-0.1 * sw, w - 0.9 * sw)), int(ground - sh)))
+    img = out.image
+    for ground, name, sw, sh, x, y in sorted(placed):
+        sprite = render_sprite(name, rng, sw, sh)
+        if name == "dust":
+            sprite = (sprite[0], sprite[1] * rng.uniform(0.45, 1.0))
+        box = paste(img, sprite, x, y, solid=0.25 if name == "dust" else 0.5)
+        if box and name in CLASS_ID:
+            out.boxes.append((CLASS_ID[name], *box))
+    return out
+
+
 RECIPES = {
     # 1: the first model's data: street views at any distance, portrait phones, drone views.
     1: ("street", "street", "street", "portrait", "topdown"),
     # 2: adds kerbside close-ups (how street cameras and phones see vendors) and labels a
     #    plume wherever it is at least a quarter opaque, so thin dust has consistent boxes.
     2: ("street", "street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown"),
+    # 3: for real footage: rendered ground gets real surface grain, and a third of the
+    #    pictures are real photographs with objects composited onto them (or none).
+    3: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown", "photo", "photo",
+        "photo_portrait"),
 }
 
 
@@ -593,16 +649,21 @@ def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = Non
     rng = np.random.default_rng(seed)
     view = view or rng.choice(RECIPES[recipe])
     dust_solid = 0.25 if recipe >= 2 else 0.5
+    real = recipe >= 3
     if view == "portrait":
-        sample = _street_image(rng, h, w, dust_solid)
+        sample = _street_image(rng, h, w, dust_solid, real_ground=real)
     elif view == "kerbside":
-        sample = _kerbside_image(rng, w, h)
+        sample = _kerbside_image(rng, w, h, real_ground=real)
     elif view == "kerbside_portrait":
-        sample = _kerbside_image(rng, h, w)
+        sample = _kerbside_image(rng, h, w, real_ground=real)
     elif view == "topdown":
         sample = _topdown_image(rng, w, h)
+    elif view == "photo":
+        sample = _photo_image(rng, w, h)
+    elif view == "photo_portrait":
+        sample = _photo_image(rng, h, w)
     else:
-        sample = _street_image(rng, w, h, dust_solid)
+        sample = _street_image(rng, w, h, dust_solid, real_ground=real)
     sample.image = camera_effects(lighting(sample.image, rng), rng)
     sample.boxes = [b for b in sample.boxes if (b[3] - b[1]) >= 6 and (b[4] - b[2]) >= 6]
     return sample

@@ -1,0 +1,101 @@
+"""Real photographic material for the renderer: photos and surface textures that ship
+inside installed packages (scikit-image's sample data, ultralytics' assets, matplotlib's
+sample data).
+
+Pictures drawn only by code teach the detector that "real-looking" means "background":
+the first model fired on bus windows and clothing. Compositing the rendered objects onto
+real photographs and texturing the rendered ground with real brick, gravel and grass
+photographs gives it real camera statistics on both sides of every box, and the photos
+with nothing pasted on them are hard negatives. Nothing is downloaded: a file that is not
+installed is simply not used.
+"""
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# (package, path inside it). Scenes are colour photographs used as whole backgrounds;
+# textures are grey surface photographs used to give rendered ground real grain.
+SCENES = (
+    ("ultralytics", "assets/bus.jpg"),
+    ("ultralytics", "assets/zidane.jpg"),
+    ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    ("skimage", "data/astronaut.png"),
+    ("skimage", "data/chelsea.png"),
+    ("skimage", "data/coffee.png"),
+    ("skimage", "data/rocket.jpg"),
+    ("skimage", "data/motorcycle_left.png"),
+    ("skimage", "data/motorcycle_right.png"),
+)
+TEXTURES = (("skimage", "data/brick.png"), ("skimage", "data/gravel.png"), ("skimage", "data/grass.png"))
+
+
+def _package_file(package: str, rel: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / rel
+    return path if path.exists() else None
+
+
+@lru_cache(maxsize=None)
+def scenes() -> tuple[np.ndarray, ...]:
+    """The installed scene photographs as BGR arrays (empty when none is installed)."""
+    out = []
+    for package, rel in SCENES:
+        path = _package_file(package, rel)
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path else None
+        if img is not None:
+            out.append(img)
+    return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def textures() -> tuple[np.ndarray, ...]:
+    """Surface photographs as zero-mean float32 grain (grey), ready to add to a colour."""
+    out = []
+    for package, rel in TEXTURES:
+        path = _package_file(package, rel)
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path else None
+        if img is not None:
+            g = img.astype(np.float32)
+            out.append((g - g.mean()) / (g.std() + 1e-6))
+    return tuple(out)
+
+
+def scene_crop(rng: np.random.Generator, w: int, h: int) -> np.ndarray | None:
+    """A random crop of a random photo, flipped and colour-shifted, resized to w×h."""
+    pool = scenes()
+    if not pool:
+        return None
+    src = pool[int(rng.integers(len(pool)))]
+    H, W = src.shape[:2]
+    aspect = w / h
+    # crop between half and all of the photo, at the target aspect
+    ch = int(H * rng.uniform(0.5, 1.0))
+    cw = int(min(W, ch * aspect))
+    ch = int(min(H, cw / aspect))
+    y, x = int(rng.integers(0, H - ch + 1)), int(rng.integers(0, W - cw + 1))
+    crop = cv2.resize(src[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    gain = rng.uniform(0.8, 1.2, 3).astype(np.float32)
+    return np.clip(crop.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+def grain(rng: np.random.Generator, w: int, h: int, amp: float) -> np.ndarray | None:
+    """A w×h patch of real surface grain scaled to ``amp`` grey levels (None: no textures)."""
+    pool = textures()
+    if not pool:
+        return None
+    src = pool[int(rng.integers(len(pool)))]
+    scale = rng.uniform(0.4, 1.2)
+    tile = cv2.resize(src, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    reps = (h // tile.shape[0] + 2, w // tile.shape[1] + 2)
+    big = np.tile(tile, reps)
+    y, x = int(rng.integers(0, tile.shape[0])), int(rng.integers(0, tile.shape[1]))
+    return big[y:y + h, x:x + w] * amp
