@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.routers import cases, health, metrics, sources, ui
+from api.routers import admin, auth
 from patrol.wiring import Parts
 
 DESCRIPTION = """City Patrol proposes **draft cases** (street vending, illegal construction, dust)
@@ -19,7 +20,9 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
     app = FastAPI(title="City Patrol", version="0.1.0", description=DESCRIPTION,
                   openapi_tags=[{"name": "cases", "description": "Draft cases and their review"},
                                 {"name": "sources", "description": "Video sources and their live state"},
-                                {"name": "health", "description": "Liveness of the service and its stores"}])
+                                {"name": "health", "description": "Liveness of the service and its stores"},
+                                {"name": "auth", "description": "Logging in: session cookie or bearer token"},
+                                {"name": "admin", "description": "Users and API tokens (admin only)"}])
     app.state.parts = parts
     app.state.bus = bus
     app.state.registry = registry
@@ -28,5 +31,8 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(ui.router)
+    app.include_router(auth.router)
+    app.include_router(auth.pages)
+    app.include_router(admin.router)
     return app
 

@@ -42,6 +42,13 @@ class ApiSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535)
 
 
+class AuthSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    session_hours: float = Field(12.0, gt=0, le=24 * 90)  # a login lasts this long, then log in again
+    # `patrol demo` only: the password of its first users (else a random one, printed once)
+    demo_password: str | None = Field(None, min_length=8)
+
+
 class WorkerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sample_max_side: int = Field(640, ge=64, le=4096)
@@ -62,6 +69,7 @@ class Settings(BaseSettings):
     cases: CaseSettings = CaseSettings()
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
+    auth: AuthSettings = AuthSettings()
     rules: dict[str, dict] = Field(default_factory=dict, description="per event type overrides of vision.rules")
 
     @classmethod

@@ -48,6 +48,12 @@ class Parts:
         return Store(url, case_prefix=self.settings.cases.case_prefix)
 
     @cached_property
+    def accounts(self):
+        from cases.accounts import Accounts
+
+        return Accounts(self.store, session_hours=self.settings.auth.session_hours)
+
+    @cached_property
     def evidence(self) -> EvidenceStore:
         return EvidenceStore(self._evidence_dir or self.settings.evidence_dir)
 

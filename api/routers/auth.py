@@ -1,0 +1,86 @@
+"""Logging in and out: the session API, and the login page browsers are sent to."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
+
+from api.auth import SESSION_COOKIE, Principal, accounts, optional_principal, require, safe_next
+from cases.accounts import AccountError, ROLES, USER_ROLES, Unauthenticated, utcnow
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+pages = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "ui" / "templates"))
+
+
+class Credentials(BaseModel):
+    username: str = Field(..., min_length=1, max_length=64)
+    password: str = Field(..., min_length=1, max_length=1024)
+
+
+class UserOut(BaseModel):
+    username: str
+    role: str
+
+
+class LoginOut(BaseModel):
+    token: str = Field(description="the session token: send as 'Authorization: Bearer <token>' (browsers get the cookie)")
+    expires_at: datetime
+    user: UserOut
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(..., min_length=1, max_length=1024)
+    new_password: str = Field(..., min_length=1, max_length=1024)
+
+
+@router.post("/login", response_model=LoginOut, summary="Log in: a session cookie and a bearer token",
+             responses={401: {"description": "wrong username or password, or the account is disabled"}})
+def login(body: Credentials, request: Request, response: Response):
+    try:
+        session = accounts(request).login(body.username, body.password)
+    except Unauthenticated as err:
+        raise HTTPException(401, str(err)) from None
+    response.set_cookie(SESSION_COOKIE, session.token, max_age=int((session.expires_at - utcnow()).total_seconds()),
+                        httponly=True, samesite="lax", secure=request.url.scheme == "https", path="/")
+    return LoginOut(token=session.token, expires_at=session.expires_at,
+                    user=UserOut(username=session.user.username, role=session.user.role))
+
+
+@router.post("/logout", status_code=204, summary="End this session (cookie or bearer); harmless when not logged in")
+def logout(request: Request):
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(SESSION_COOKIE)
+    if token:
+        accounts(request).logout(token)  # an API token is not a session: it is revoked, not logged out
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    return response
+
+
+@router.get("/me", response_model=UserOut, summary="Who is logged in")
+def me(principal: Principal = Depends(require(*ROLES))):
+    return UserOut(username=principal.username, role=principal.role)
+
+
+@router.post("/password", status_code=204, summary="Change your own password (every session of yours ends)")
+def change_password(body: PasswordChange, request: Request, principal: Principal = Depends(require(*USER_ROLES))):
+    try:
+        accounts(request).change_password(principal.username, body.current_password, body.new_password)
+    except Unauthenticated as err:
+        raise HTTPException(403, str(err)) from None
+    except AccountError as err:
+        raise HTTPException(422, str(err)) from None
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    return response
+
+
+@pages.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str | None = None):
+    who = optional_principal(request)
+    return templates.TemplateResponse(request, "login.html", {"next": safe_next(next), "who": who})
