@@ -38,14 +38,21 @@ class Event:
     model_version: str = ""
     trace: list[str] = field(default_factory=list)
     snapshot: bytes | None = None  # JPEG with the box drawn; small
+    # Context for the analyst (vision/evidence.py), all small: thumbnails of the view
+    # before the first sighting and the latest view, and an MP4 of how it began.
+    before: bytes | None = None
+    before_ts: float | None = None
+    after: bytes | None = None
+    after_ts: float | None = None
+    clip: bytes | None = None
 
     def to_message(self) -> dict[str, str]:
-        """Flat string fields for a Redis Stream entry (JPEG as base64)."""
+        """Flat string fields for a Redis Stream entry (pictures and clip as base64)."""
         body = asdict(self)
-        snap = body.pop("snapshot")
+        blobs = {name: body.pop(name) for name in BLOBS}
         return {
             "event": json.dumps(body, ensure_ascii=False),
-            "snapshot": base64.b64encode(snap).decode() if snap else "",
+            **{name: base64.b64encode(data).decode() if data else "" for name, data in blobs.items()},
         }
 
     @classmethod
@@ -56,5 +63,9 @@ class Event:
         fields = {text(k): text(v) for k, v in fields.items()}
         body = json.loads(fields["event"])
         body["bbox"] = tuple(body["bbox"])
-        snap = fields.get("snapshot") or ""
-        return cls(**body, snapshot=base64.b64decode(snap) if snap else None)
+        # (a message from before a blob existed simply lacks its field)
+        blobs = {name: base64.b64decode(fields[name]) if fields.get(name) else None for name in BLOBS}
+        return cls(**body, **blobs)
+
+
+BLOBS = ("snapshot", "before", "after", "clip")  # binary fields, sent beside the JSON body

@@ -1,6 +1,15 @@
-"""Evidence an analyst can read at a glance: the sample with the box and label drawn."""
+"""Evidence an analyst can read at a glance: the sample with the box and label drawn,
+the views before and after, and a short clip of how it began."""
 from __future__ import annotations
 
+import os
+import tempfile
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
 import cv2
 import numpy as np
 
@@ -23,3 +32,89 @@ def draw_snapshot(image: np.ndarray, box: tuple[float, float, float, float], lab
     if not ok:
         raise ValueError("could not encode the evidence snapshot")
     return buf.tobytes()
+
+
+# -- before / after views and the short clip ---------------------------------------------
+# Samples are kept as small captioned JPEGs: they travel on Redis with the event, and a
+# source's ring of them costs tens of kilobytes, not megabytes of raw pixels.
+
+THUMB_MAX_SIDE = 320
+CLIP_FPS = 2.0  # samples are seconds apart: two a second plays a minute of patrol in a few seconds
+
+
+def thumbnail(image: np.ndarray, caption: str = "", max_side: int = THUMB_MAX_SIDE, quality: int = 75) -> bytes:
+    """A small JPEG of ``image`` (longest side ``max_side``, both sides even so
+    that it can become a video frame), with ``caption`` written in the corner."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    tw, th = max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2)
+    small = cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA) if (tw, th) != (w, h) else image.copy()
+    if caption:
+        (cw, ch), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+        cv2.rectangle(small, (0, th - ch - base - 6), (cw + 8, th), (0, 0, 0), -1)
+        cv2.putText(small, caption, (4, th - base - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode a thumbnail")
+    return buf.tobytes()
+
+
+def make_clip(jpegs: list[bytes], fps: float = CLIP_FPS, crf: int = 30) -> bytes:
+    """An H.264 MP4 (yuv420p, moov first, so a browser plays it at once) of JPEG
+    frames of one size, each shown for ``1/fps`` s."""
+    if not jpegs:
+        raise ValueError("a clip needs at least one frame")
+    images = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
+    if any(img is None for img in images):
+        raise ValueError("a clip frame is not a decodable JPEG")
+    h, w = images[0].shape[:2]
+    if any(img.shape[:2] != (h, w) for img in images) or w % 2 or h % 2:
+        raise ValueError("clip frames must share one even-sided size")
+    # The MP4 muxer needs a seekable file to put the index first; a temp file is the
+    # simplest one PyAV accepts for that.
+    fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix="patrol-clip-")
+    os.close(fd)
+    try:
+        with av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"crf": str(crf), "preset": "veryfast", "tune": "stillimage"}
+            for img in images:
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")))
+            out.mux(stream.encode())
+        return Path(tmp).read_bytes()
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One analysed sample of a source, kept small for evidence."""
+
+    ts: float
+    jpeg: bytes
+
+
+class RecentSamples:
+    """The newest ``size`` samples of one source as captioned thumbnails.
+
+    Shared by every rule of the source, so each sample is shrunk and encoded
+    once. ``caption`` turns a sample's time into the text burnt into it.
+    """
+
+    def __init__(self, size: int = 4, caption=lambda ts: f"{ts:.1f} s"):
+        self._ring: deque[Sample] = deque(maxlen=size)
+        self._caption = caption
+
+    def add(self, ts: float, image: np.ndarray) -> Sample:
+        sample = Sample(ts, thumbnail(image, self._caption(ts)))
+        self._ring.append(sample)
+        return sample
+
+    def newest(self) -> Sample | None:
+        return self._ring[-1] if self._ring else None
+
+    def before(self, ts: float) -> Sample | None:
+        """The newest sample taken before ``ts``."""
+        return next((s for s in reversed(self._ring) if s.ts < ts), None)

@@ -19,7 +19,9 @@ from shapely.prepared import prep
 from streams.frame import Frame, is_wall_clock
 from vision.detections import Detections
 from vision.events import Event
-from vision.evidence import draw_snapshot
+from vision.evidence import RecentSamples, Sample, draw_snapshot, make_clip
+
+CLIP_SAMPLES = 12  # the view before, then the first samples of a presence: how it began
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,12 @@ class _Track:
     since: float | None = None  # first sighting of the current presence (for dwell)
     looked: int = 0  # samples looked at since the event's window began
     confirmed: tuple[int, int] = (0, 0)  # (sightings, samples) in the window that opened the event
+    # How it began: the source's view before the first sighting (for a structure, the
+    # place before it stood there), then the samples from that sighting on.
+    before: Sample | None = None
+    clip: list = field(default_factory=list)  # Samples, before first
+    clip_mp4: bytes | None = None
+    clip_encoded: int = 0  # how many of ``clip`` the cached MP4 holds
 
 
 class EventRule:
@@ -79,6 +87,9 @@ class EventRule:
         self.source_id = source_id
         self.model_version = model_version
         self.tracks: dict[str | None, _Track] = {}
+        # The source's recent samples, shared by its rules (SourceRules sets it); without
+        # it events carry only the snapshot.
+        self.recent: RecentSamples | None = None
         self._required = [z for z in zones if z.role == config.required_role]
         self._excluded = [z for z in zones if z.role == config.excluded_role]
 
@@ -122,7 +133,10 @@ class EventRule:
             if hit is not None:
                 if track.since is None:
                     track.since = frame.ts
+                    self._begin_clip(track, frame.ts)
                 self._observe(track, frame, hit)
+            if track.since is not None:
+                self._extend_clip(track, frame.ts)
             ev = track.event
             if ev is not None:
                 track.looked += 1
@@ -177,6 +191,19 @@ class EventRule:
     def _forget(track: _Track) -> None:
         track.best_frame, track.best_box_px, track.best_bbox = None, None, None
         track.best_conf, track.best_label, track.since = -1.0, "", None
+        track.before, track.clip, track.clip_mp4, track.clip_encoded = None, [], None, 0
+
+    def _begin_clip(self, track: _Track, ts: float) -> None:
+        if self.recent is None:
+            return
+        track.before = self.recent.before(ts)
+        track.clip = [track.before] if track.before is not None else []
+        track.clip_mp4, track.clip_encoded = None, 0
+
+    def _extend_clip(self, track: _Track, ts: float) -> None:
+        newest = self.recent.newest() if self.recent is not None else None
+        if newest is not None and newest.ts == ts and len(track.clip) < CLIP_SAMPLES:
+            track.clip.append(newest)
 
     def _take_evidence(self, ev: Event, track: _Track) -> None:
         frame = track.best_frame
@@ -206,6 +233,7 @@ class EventRule:
         ev.revision += 1
         ev.samples = track.looked
         ev.trace = self._trace(track, ev)
+        self._views(track, ev)
         track.last_emit_ts = now
         track.emitted_confidence = ev.confidence
         return _snapshot_copy(ev, track)
@@ -218,6 +246,21 @@ class EventRule:
         self._forget(track)
         track.history.clear()
         return out
+
+    def _views(self, track: _Track, ev: Event) -> None:
+        """Before, after and clip on the event. Every revision carries them (as it
+        carries the snapshot), so the newest revision alone is the whole evidence."""
+        if self.recent is None:
+            return
+        if track.before is not None:
+            ev.before, ev.before_ts = track.before.jpeg, track.before.ts
+        after = self.recent.newest()  # the latest view; once closed, the place after it went
+        if after is not None and (track.before is None or after.ts != track.before.ts):
+            ev.after, ev.after_ts = after.jpeg, after.ts
+        if len(track.clip) >= 2 and track.clip_encoded != len(track.clip):
+            track.clip_mp4 = make_clip([s.jpeg for s in track.clip])
+            track.clip_encoded = len(track.clip)
+        ev.clip = track.clip_mp4
 
     def _trace(self, track: _Track, ev: Event) -> list[str]:
         """Why the event fired, in words an analyst reads at a glance."""
@@ -247,6 +290,13 @@ def _when(ts: float) -> str:
     return f"at {ts:.1f} s of the video"
 
 
+def _caption(ts: float) -> str:
+    """The time burnt into an evidence thumbnail (short: it sits in a corner)."""
+    if is_wall_clock(ts):
+        return datetime.fromtimestamp(ts, CITY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{ts:.1f} s"
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 90:
@@ -271,12 +321,20 @@ class SourceRules:
     source_id: str
     rules: list[EventRule] = field(default_factory=list)
 
+    recent: RecentSamples | None = None
+
     @classmethod
     def build(cls, source_id: str, zones, configs: list[RuleConfig], model_version: str = "") -> "SourceRules":
         shapes = prepare_zones(zones)
-        return cls(source_id, [EventRule(c, shapes, source_id, model_version) for c in configs])
+        rules = cls(source_id, [EventRule(c, shapes, source_id, model_version) for c in configs],
+                    RecentSamples(caption=_caption))
+        for rule in rules.rules:
+            rule.recent = rules.recent
+        return rules
 
     def update(self, frame: Frame, dets: Detections) -> list[Event]:
+        if self.recent is not None:
+            self.recent.add(frame.ts, frame.image)
         return [ev for rule in self.rules for ev in rule.update(frame, dets)]
 
     def flush(self, now: float | None = None) -> list[Event]:
