@@ -3,6 +3,8 @@ evidence store, the taxonomy, the demo registry and, where asked, Redis.
 
 Cases are seeded the way the product makes them: hand-made events folded in by
 the real ``CaseBuilder.apply``, with JPEG snapshots drawn by ``draw_snapshot``.
+Requests are made by a logged-in analyst, ``li`` (who may use which route is
+tested in test_roles.py; logging in itself in test_auth.py).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from auth_helpers import client_as
 from db_fixtures import db_url  # noqa: F401  (fixture)
 from patrol.settings import CaseSettings, Settings
 from patrol.wiring import Parts
@@ -56,8 +59,13 @@ def parts(db_url, tmp_path):
 
 
 @pytest.fixture
-def client(parts, demo_registry):
-    with TestClient(create_app(parts, bus=None, registry=demo_registry)) as c:
+def app(parts, demo_registry):
+    return create_app(parts, bus=None, registry=demo_registry)
+
+
+@pytest.fixture
+def client(app):
+    with client_as(app, "analyst", "li") as c:
         yield c
 
 
@@ -164,30 +172,30 @@ def test_get_one_case_with_its_actions(client, cases):
     assert (body["major"], body["minor"], body["label"]) == ("05", "04", "goods")  # goods outside a shop
     assert body["source_ids"] == ["fixed-east-gate"] and body["trace"]
 
-    client.post(f"/api/v1/cases/{case_id}/approve", json={"actor": "analyst-wang"})
+    client.post(f"/api/v1/cases/{case_id}/approve")
     actions = client.get(f"/api/v1/cases/{case_id}").json()["actions"]
-    assert [(a["action"], a["actor"]) for a in actions] == [("approve", "analyst-wang")]
+    assert [(a["action"], a["actor"]) for a in actions] == [("approve", "li")]
     assert client.get("/api/v1/cases/999999").status_code == 404
 
 
 def test_approve_records_who_and_when(client, cases):
     before = datetime.now(timezone.utc)
-    r = client.post(f"/api/v1/cases/{cases[0]['id']}/approve", json={"actor": "analyst-li"})
+    r = client.post(f"/api/v1/cases/{cases[0]['id']}/approve", json={"actor": "li"})
     after = datetime.now(timezone.utc)
     assert r.status_code == 200
     body = r.json()
-    assert (body["status"], body["reviewer"]) == ("approved", "analyst-li")
+    assert (body["status"], body["reviewer"]) == ("approved", "li")
     assert before <= datetime.fromisoformat(body["reviewed_at"]) <= after
 
 
-def test_approving_a_rejected_case_is_a_conflict_with_a_readable_detail(client, cases):
+def test_approving_a_rejected_case_is_a_conflict_with_a_readable_detail(app, client, cases):
     case = cases[0]
-    assert client.post(f"/api/v1/cases/{case['id']}/reject",
-                       json={"actor": "analyst-li", "reason": "duplicate"}).status_code == 200
-    r = client.post(f"/api/v1/cases/{case['id']}/approve", json={"actor": "analyst-wang"})
+    assert client.post(f"/api/v1/cases/{case['id']}/reject", json={"reason": "duplicate"}).status_code == 200
+    with client_as(app, "analyst", "wang") as wang:
+        r = wang.post(f"/api/v1/cases/{case['id']}/approve")
     assert r.status_code == 409
     detail = r.json()["detail"]
-    assert case["case_no"] in detail and "rejected" in detail and "analyst-li" in detail
+    assert case["case_no"] in detail and "rejected" in detail and "by li" in detail
     assert client.get(f"/api/v1/cases/{case['id']}").json()["status"] == "rejected"  # unchanged
 
 
@@ -195,7 +203,7 @@ def test_reject_needs_a_valid_reason(client, cases):
     url = f"/api/v1/cases/{cases[0]['id']}/reject"
     assert client.post(url, json={"actor": "li"}).status_code == 422
     assert client.post(url, json={"actor": "li", "reason": "ugly"}).status_code == 422
-    assert client.post(url, json={"reason": "false_alarm"}).status_code == 422  # who?
+    assert client.post(url, json={"actor": "wang", "reason": "false_alarm"}).status_code == 422  # not who is logged in
     assert client.post(url, json={"actor": "  ", "reason": "false_alarm"}).status_code == 422
     # "other" needs a note saying why: bad input, not a conflict with the case's state
     assert client.post(url, json={"actor": "li", "reason": "other"}).status_code == 422
@@ -216,7 +224,7 @@ def test_reclassify_changes_the_category_and_the_audit_trail_records_it(client, 
     case_id = cases[0]["id"]  # a stall: 05/01
     before = datetime.now(timezone.utc)
     r = client.post(f"/api/v1/cases/{case_id}/reclassify",
-                    json={"actor": "analyst-zhao", "event_type": "illegal_construction"})
+                    json={"event_type": "illegal_construction"})
     after = datetime.now(timezone.utc)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -226,7 +234,7 @@ def test_reclassify_changes_the_category_and_the_audit_trail_records_it(client, 
     actions = client.get(f"/api/v1/cases/{case_id}").json()["actions"]
     assert len(actions) == 1
     a = actions[0]
-    assert (a["action"], a["actor"]) == ("reclassify", "analyst-zhao")
+    assert (a["action"], a["actor"]) == ("reclassify", "li")
     assert before <= datetime.fromisoformat(a["at"]) <= after
     assert a["details"]["from"] == {"event_type": "street_vending", "major": "05", "minor": "01"}
     assert a["details"]["to"] == {"event_type": "illegal_construction", "major": "01", "minor": "01"}
@@ -314,7 +322,7 @@ def test_sources_show_the_state_workers_report_through_redis(parts, demo_registr
     bus.set_source_state("fixed-east-gate", {"state": "live", "fps": 0.5, "dropped": 3})
     bus.set_source_state("fixed-site-7", {"state": "live"})
     bus.r.hset(SOURCE_STATE + "fixed-site-7", "at", time.time() - 120)  # its worker went quiet
-    with TestClient(create_app(parts, bus=bus, registry=demo_registry)) as c:
+    with client_as(create_app(parts, bus=bus, registry=demo_registry), "analyst") as c:
         rows = {s["id"]: s for s in c.get("/api/v1/sources").json()["items"]}
         health = c.get("/health")
     assert rows["fixed-east-gate"]["state"] == "live" and rows["fixed-east-gate"]["dropped"] == 3
@@ -370,3 +378,33 @@ def test_the_review_page_hides_decided_cases_unless_asked(client, cases):
     assert cases[0]["case_no"] not in client.get("/").text
     approved = client.get("/", params={"status": "approved"}).text
     assert cases[0]["case_no"] in approved and cases[1]["case_no"] not in approved
+
+
+# ---------------------------------------------------------------- who acts
+
+
+def test_the_audit_trail_records_the_logged_in_user_not_a_typed_name(app, client, cases):
+    """The actor is the principal. A body may repeat the user's own name (older
+    clients did); another name is refused and nothing is recorded."""
+    case_id = cases[0]["id"]
+    r = client.post(f"/api/v1/cases/{case_id}/approve", json={"actor": "director-zhang"})
+    assert r.status_code == 422 and "not the logged-in user 'li'" in r.json()["detail"]
+    assert client.get(f"/api/v1/cases/{case_id}").json()["actions"] == []
+
+    with client_as(app, "admin", "chief") as chief:  # admin may review, and is recorded as themself
+        r = chief.post(f"/api/v1/cases/{case_id}/reclassify", json={"major": "05", "minor": "04"})
+        assert r.status_code == 200, r.text
+        assert chief.post(f"/api/v1/cases/{case_id}/approve").json()["reviewer"] == "chief"
+    actions = client.get(f"/api/v1/cases/{case_id}").json()["actions"]
+    assert [(a["action"], a["actor"]) for a in actions] == [("reclassify", "chief"), ("approve", "chief")]
+
+
+def test_only_analysts_review(app, cases):
+    url = f"/api/v1/cases/{cases[0]['id']}/approve"
+    with client_as(app, "operator", "pilot-wu") as operator:
+        r = operator.post(url)
+    assert r.status_code == 403 and "needs admin or analyst" in r.json()["detail"]
+    with TestClient(app) as anonymous:
+        assert anonymous.post(url, json={"actor": "li"}).status_code == 401
+        assert anonymous.get(f"/api/v1/cases/{cases[0]['id']}/snapshot").status_code == 401  # evidence too
+    assert app.state.parts.store.get_case(cases[0]["id"]).status == "draft"

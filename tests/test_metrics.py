@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
+from auth_helpers import client_as
 from patrol.settings import Settings
 from patrol.wiring import Parts
 from streams.sources import load_registry
@@ -36,8 +37,11 @@ def test_metrics_show_source_and_worker_state(tmp_path, bus):
     bus.heartbeat("worker-a", {"sources": 2, "last_batch": 2, "infer_ms": 35.5, "events": 7})
     parts = Parts(Settings(data_dir=tmp_path / "data"))
     registry = load_registry("config/demo_sources.yaml")
-    with TestClient(create_app(parts, bus=bus, registry=registry)) as client:
-        r = client.get("/metrics")
+    app = create_app(parts, bus=bus, registry=registry)
+    with TestClient(app) as anonymous:
+        assert anonymous.get("/metrics").status_code == 401
+    with client_as(app, "monitoring", "prometheus") as scraper:  # an API token that can read only this
+        r = scraper.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     m = samples(r.text)
     assert m[("patrol_source_state", (("kind", "fixed"), ("source", "fixed-east-gate"), ("state", "live")))] == 1

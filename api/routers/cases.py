@@ -8,12 +8,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from api.auth import Principal, require
 from api.deps import parts as get_parts
 from cases.store import CaseError, CaseNotFound, CasePage, DraftCaseView, ReviewActionView
 from cases.taxonomy import TaxonomyError
 from patrol.wiring import Parts
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
+analyst = require("analyst")  # and admin (api/auth.py)
 
 
 class CaseOut(DraftCaseView):
@@ -37,7 +39,16 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 
 class Actor(BaseModel):
-    actor: Name = Field(..., description="who acts (recorded in the audit trail)")
+    # The audit trail records the logged-in user, never a name the client types. A client
+    # may still send its user's name (older clients did); any other name is refused, so
+    # a client never believes it recorded someone the trail does not show.
+    actor: Name | None = Field(None, description="optional; if given it must be the logged-in user's name")
+
+    def acting(self, principal: Principal) -> str:
+        if self.actor is not None and self.actor != principal.username:
+            raise HTTPException(422, f"actor {self.actor!r} is not the logged-in user {principal.username!r}: "
+                                     "the audit trail records who is logged in; leave actor out")
+        return principal.username
 
 
 class Rejection(Actor):
@@ -98,6 +109,7 @@ def list_cases(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
     parts: Parts = Depends(get_parts),
+    _: Principal = Depends(analyst),
 ):
     page: CasePage = parts.store.list_cases(status=status, event_type=event_type, source_id=source_id, grid=grid,
                                             since=since, until=until, order=order, limit=limit, offset=offset)
@@ -105,23 +117,28 @@ def list_cases(
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetail, summary="One draft case with its review history")
-def get_case(case_id: int, parts: Parts = Depends(get_parts)):
+def get_case(case_id: int, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
     case = _case_or_404(parts, case_id)
     return CaseDetail(**_out(case).model_dump(), actions=parts.store.actions(case_id))
 
 
 @router.post("/cases/{case_id}/approve", response_model=CaseOut, summary="Approve a draft: it becomes a case")
-def approve(case_id: int, body: Actor, parts: Parts = Depends(get_parts)):
-    return _review(lambda: parts.store.approve(case_id, body.actor))
+def approve(case_id: int, body: Actor | None = None, parts: Parts = Depends(get_parts),
+            principal: Principal = Depends(analyst)):
+    actor = (body or Actor()).acting(principal)
+    return _review(lambda: parts.store.approve(case_id, actor))
 
 
 @router.post("/cases/{case_id}/reject", response_model=CaseOut, summary="Reject a draft, with a reason")
-def reject(case_id: int, body: Rejection, parts: Parts = Depends(get_parts)):
-    return _review(lambda: parts.store.reject(case_id, body.actor, body.reason, body.note))
+def reject(case_id: int, body: Rejection, parts: Parts = Depends(get_parts), principal: Principal = Depends(analyst)):
+    actor = body.acting(principal)
+    return _review(lambda: parts.store.reject(case_id, actor, body.reason, body.note))
 
 
 @router.post("/cases/{case_id}/reclassify", response_model=CaseOut, summary="Change a draft's event type or category")
-def reclassify(case_id: int, body: Reclassification, parts: Parts = Depends(get_parts)):
+def reclassify(case_id: int, body: Reclassification, parts: Parts = Depends(get_parts),
+               principal: Principal = Depends(analyst)):
+    actor = body.acting(principal)
     taxonomy = parts.taxonomy
     if body.event_type is not None and body.event_type not in taxonomy.event_types():
         raise HTTPException(422, f"unknown event type {body.event_type!r}; one of {', '.join(taxonomy.event_types())}")
@@ -130,13 +147,13 @@ def reclassify(case_id: int, body: Reclassification, parts: Parts = Depends(get_
             taxonomy.category(body.major, body.minor)
         except TaxonomyError as err:
             raise HTTPException(422, str(err)) from None
-    return _review(lambda: parts.store.reclassify(case_id, body.actor, event_type=body.event_type, major=body.major,
+    return _review(lambda: parts.store.reclassify(case_id, actor, event_type=body.event_type, major=body.major,
                                                   minor=body.minor, taxonomy=parts.taxonomy))
 
 
 @router.get("/cases/{case_id}/snapshot", response_class=FileResponse, summary="Evidence snapshot (JPEG, box drawn)",
             responses={200: {"content": {"image/jpeg": {}}}})
-def snapshot(case_id: int, parts: Parts = Depends(get_parts)):
+def snapshot(case_id: int, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
     case = _case_or_404(parts, case_id)
     if not case.snapshot_key or not parts.evidence.exists(case.snapshot_key):
         raise HTTPException(404, f"case {case.case_no} has no snapshot")
@@ -144,6 +161,6 @@ def snapshot(case_id: int, parts: Parts = Depends(get_parts)):
 
 
 @router.get("/categories", summary="The city's event categories (for reclassification)")
-def categories(parts: Parts = Depends(get_parts)):
+def categories(parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
     return [{"major": c.major, "major_name": c.major_name, "minor": c.minor, "minor_name": c.minor_name}
             for c in parts.taxonomy.categories()]

@@ -11,9 +11,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from api.auth import require
 from api.deps import bus as get_bus, parts as get_parts
 
-router = APIRouter(tags=["health"])
+# Source names, worker names and case counts are operational detail: for admins and for a
+# scraper with a `monitoring` API token (which can read nothing else).
+router = APIRouter(tags=["health"], dependencies=[Depends(require("admin", "monitoring"))])
 
 STATES = ("connecting", "live", "stalled", "down")
 

@@ -5,9 +5,12 @@ import time
 
 from fastapi import APIRouter, Depends, HTTPException
 
+from api.auth import require
 from api.deps import bus as get_bus, registry as get_registry
 
-router = APIRouter(prefix="/api/v1", tags=["sources"])
+# analysts see which camera a case came from and whether it is live; operators pick
+# the drone source of an upload; admin (implied) manages them
+router = APIRouter(prefix="/api/v1", tags=["sources"], dependencies=[Depends(require("analyst", "operator"))])
 
 STALE_AFTER_S = 15.0  # a state older than this means no worker is reporting the source
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from api.auth import require_page
 from api.deps import parts as get_parts
 
 router = APIRouter(include_in_schema=False)
@@ -18,7 +19,8 @@ EVENT_NAMES = {"street_vending": "Street vending 占道经营", "illegal_constru
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, status: str | None = "draft", event_type: str | None = None, parts=Depends(get_parts)):
+def index(request: Request, status: str | None = "draft", event_type: str | None = None, parts=Depends(get_parts),
+          _=Depends(require_page("analyst"))):  # not logged in: to /login and back
     status = status or None
     event_type = event_type or None
     page = parts.store.list_cases(status=status, event_type=event_type, limit=100)
