@@ -117,6 +117,7 @@ def cmd_demo(args) -> int:
     print(f"  review page   http://{host}:{port}/", flush=True)
     print(f"  API (OpenAPI) http://{host}:{port}/docs", flush=True)
     print(f"  data          {data_dir}  (Redis: {rt.redis_url})", flush=True)
+    _print_demo_users(rt, data_dir)
     print("Draft cases appear as the sample videos play (within a minute or two). Ctrl-C stops.", flush=True)
     try:
         rt.serve_api(stop, host, port)
@@ -127,6 +128,20 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _print_demo_users(rt: Runtime, data_dir: Path) -> None:
+    """The demo's first users, made on an empty user table, with passwords shown this once."""
+    from patrol.accounts_cli import demo_users
+
+    made = demo_users(rt.parts.accounts, rt.settings.auth.demo_password)
+    for name, role, password in made:
+        print(f"  log in as     {name} / {password}  ({role})", flush=True)
+    if made and not rt.settings.auth.demo_password:
+        print("                (random passwords, shown only now; set PATROL_AUTH__DEMO_PASSWORD to choose one)",
+              flush=True)
+    if not made:
+        print(f"  log in as     the users of earlier runs (PATROL_DATA_DIR={data_dir} patrol user list)", flush=True)
+
+
 def cmd_serve(args) -> int:
     settings = _settings(args)
     rt = Runtime(settings)
@@ -135,6 +150,8 @@ def cmd_serve(args) -> int:
         rt.builder_thread(stop)
     host, port = args.host or settings.api.host, args.port or settings.api.port
     print(f"City Patrol API on http://{host}:{port}/ (Redis: {rt.redis_url}; database: {settings.db_url})", flush=True)
+    if not rt.parts.accounts.count_users():
+        print("  no users yet: add the first with `patrol user add NAME --role admin`", flush=True)
     try:
         rt.serve_api(stop, host, port)
     finally:
@@ -165,6 +182,14 @@ def cmd_worker(args) -> int:
             t.join(timeout=10)
         rt.close()
     return 0
+
+
+def cmd_accounts(args) -> int:
+    """``patrol user ...`` / ``patrol token ...`` on the settings' database."""
+    from patrol import accounts_cli
+    from patrol.wiring import Parts
+
+    return accounts_cli.run(args, Parts(_settings(args)))
 
 
 # --- offline ------------------------------------------------------------------------------
@@ -451,6 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v1.pt)")
     t.add_argument("--onnx", action="store_true", help="also export ONNX next to --output")
     t.set_defaults(fn=cmd_train)
+
+    from patrol.accounts_cli import add_parsers as add_account_parsers
+
+    add_account_parsers(sub, cmd_accounts)
     return p
 
 

@@ -1,5 +1,6 @@
 """`patrol demo` brings the product up on a fresh data folder, and within two minutes
-the API lists draft cases of all three event types, each with a snapshot."""
+the API lists draft cases of all three event types, each with a snapshot, to its
+first user (the password chosen by PATROL_AUTH__DEMO_PASSWORD)."""
 from __future__ import annotations
 
 import os
@@ -28,33 +29,43 @@ def free_port() -> int:
 def test_demo_lists_cases_of_all_three_types(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}  # embedded defaults
+    env["PATROL_AUTH__DEMO_PASSWORD"] = password = "demo-password-for-tests"
     proc = subprocess.Popen([sys.executable, "-m", "patrol.cli", "demo", "--port", str(port), "--data-dir",
                              str(tmp_path / "demo")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     types: set[str] = set()
     cases: list[dict] = []
+    client = httpx.Client(base_url=base, timeout=5)
+    logged_in = False
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and types != {"street_vending", "illegal_construction", "dust"}:
             assert proc.poll() is None, f"demo exited early:\n{proc.stdout.read()}"
             time.sleep(3)
             try:
-                cases = httpx.get(f"{base}/api/v1/cases", params={"limit": 200}, timeout=5).json()["items"]
+                if not logged_in:
+                    assert client.get("/api/v1/cases").status_code == 401  # nothing without logging in
+                    r = client.post("/api/v1/auth/login", json={"username": "demo", "password": password})
+                    assert r.status_code == 200, r.text
+                    logged_in = True
+                cases = client.get("/api/v1/cases", params={"limit": 200}).json()["items"]
             except httpx.HTTPError:
                 continue
             types = {c["event_type"] for c in cases}
         assert types == {"street_vending", "illegal_construction", "dust"}, f"after 120 s: {types}"
         for case in cases:
-            snap = httpx.get(base + case["snapshot_url"], timeout=5)
+            snap = client.get(case["snapshot_url"])
             assert snap.status_code == 200 and snap.headers["content-type"] == "image/jpeg"
-        sources = httpx.get(f"{base}/api/v1/sources", timeout=5).json()["items"]
+        sources = client.get("/api/v1/sources").json()["items"]
         assert len(sources) == 7
         assert {s["state"] for s in sources} & {"live", "connecting"}, sources
-        page = httpx.get(base + "/", timeout=5)
+        page = client.get("/")
         assert page.status_code == 200 and cases[0]["case_no"] in page.text
+        assert httpx.get(base + "/", timeout=5).headers["location"].startswith("/login")  # not logged in
         assert httpx.get(f"{base}/health", timeout=5).json()["status"] == "ok"
     finally:
+        client.close()
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=30)
