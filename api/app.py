@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.routers import cases, health, metrics, sources, ui
 from api.routers import admin, auth
+from api.routers import audit, feed
 from patrol.wiring import Parts
 
 DESCRIPTION = """City Patrol proposes **draft cases** (street vending, illegal construction, dust)
@@ -22,7 +23,10 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
                                 {"name": "sources", "description": "Video sources and their live state"},
                                 {"name": "health", "description": "Liveness of the service and its stores"},
                                 {"name": "auth", "description": "Logging in: session cookie or bearer token"},
-                                {"name": "admin", "description": "Users and API tokens (admin only)"}])
+                                {"name": "admin", "description": "Users and API tokens (admin only)"},
+                                {"name": "platform", "description": "The case platform's feeds of confirmed cases "
+                                 "and raw events (docs/platform-interface.md; webhooks are described there too)"},
+                                {"name": "audit", "description": "Audit log and webhook deliveries (admin only)"}])
     app.state.parts = parts
     app.state.bus = bus
     app.state.registry = registry
@@ -34,5 +38,7 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(auth.pages)
     app.include_router(admin.router)
+    app.include_router(feed.router)
+    app.include_router(audit.router)
     return app
 

@@ -18,6 +18,10 @@ the case is left as it was reviewed; a new event of the same violation within
 the cooldown is dropped, attached to nothing, because the violation was already
 decided on; after the cooldown it opens a new draft.
 
+Every revision the builder stores is also appended to the raw-event feed
+(``feed.py``) in the same transaction; stale or repeated revisions, and events
+attached to nothing, are not stored and so not reported.
+
 Location: the builder uses the event's own lat/lon (telemetry of drones, vehicles
 and phones). For a fixed camera the caller fills ``event.lat``/``event.lon`` from
 the source registry before ``apply``; without a location a case can only merge
@@ -33,6 +37,7 @@ from sqlalchemy.orm import Session
 from streams.frame import is_wall_clock
 from vision.events import Event
 
+from . import feed
 from .evidence_store import EvidenceStore
 from .grid import GridIndex
 from .store import CaseEvent, DraftCase, DraftCaseView, Store, utcnow
@@ -84,6 +89,7 @@ class CaseBuilder:
                 _copy_progress(known, event)
                 case = s.scalar(select(DraftCase).where(DraftCase.id == known.case_id).with_for_update())
                 if case.status != "draft":
+                    feed.append_event(s, event, source_kind, case)  # the revision is stored: report it
                     return None
             else:
                 case, reason = self._same_violation(s, event)
@@ -96,6 +102,7 @@ class CaseBuilder:
                 s.add(_new_case_event(case.id, event, joined=reason or None))
             self._update(s, case, event)
             s.flush()
+            feed.append_event(s, event, source_kind, case)  # last: it takes the append lock (see cases/db.py)
             return DraftCaseView.model_validate(case)
 
     # -- deciding where a new event belongs ------------------------------------

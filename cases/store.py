@@ -15,20 +15,17 @@ import zlib
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
-    JSON,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
-    TypeDecorator,
     create_engine,
     event,
     func,
@@ -36,9 +33,11 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from . import audit, feed, outbox
+from .db import Base, UTCDateTime, forbid_changes, utcnow  # noqa: F401  (re-exported: callers import them from here)
 from .taxonomy import Category, Taxonomy, TaxonomyError
 
 STATUSES = ("draft", "approved", "rejected")
@@ -53,33 +52,6 @@ class CaseError(Exception):
 
 class CaseNotFound(CaseError, LookupError):
     pass
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class UTCDateTime(TypeDecorator):
-    """Aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON, list[float]: JSON}
 
 
 class DraftCase(Base):
@@ -233,14 +205,26 @@ class CasePage(_View):
 
 
 class Store:
-    """The case database. ``url`` is an SQLAlchemy URL or a plain path to an SQLite file."""
+    """The case database. ``url`` is an SQLAlchemy URL or a plain path to an SQLite file.
 
-    def __init__(self, url: str, *, case_prefix: str = "CP", local_tz: timezone = CHINA_TZ, busy_timeout_s: float = 30.0):
+    ``webhooks`` maps a webhook event (``case.approved``) to the names of the
+    endpoints that subscribe to it: an approval queues one outbox row for each,
+    in its own transaction (see ``outbox.py``).
+    """
+
+    def __init__(self, url: str, *, case_prefix: str = "CP", local_tz: timezone = CHINA_TZ, busy_timeout_s: float = 30.0,
+                 webhooks: Mapping[str, Sequence[str]] | None = None):
         self.case_prefix = case_prefix
         self.local_tz = local_tz
+        self.webhooks = {event: tuple(names) for event, names in (webhooks or {}).items()}
+        unknown = set(self.webhooks) - set(outbox.EVENTS)
+        if unknown:
+            raise ValueError(f"unknown webhook event(s) {', '.join(sorted(unknown))}; one of {', '.join(outbox.EVENTS)}")
         self.engine = _make_engine(url, busy_timeout_s)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         Base.metadata.create_all(self.engine)
+        for table in (audit.AuditEntry.__tablename__, feed.FeedEntry.__tablename__):
+            forbid_changes(self.engine, table)
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = sessionmaker(self.engine.execution_options(sqlite_write=True), expire_on_commit=False)
 
@@ -343,9 +327,15 @@ class Store:
     # -- review ----------------------------------------------------------------
 
     def approve(self, case_id: int, actor: str) -> DraftCaseView:
+        """Approve a draft. In the same transaction: its entry in the case feed, an
+        outbox row per subscribed webhook, and the audit record — so an approval
+        is never without its delivery, whatever crashes afterwards."""
         with self.transaction() as s:
             case = self._draft_for_review(s, case_id, "approve")
             self._decide(s, case, "approve", actor, {})
+            seq = feed.append_case(s, case)
+            outbox.enqueue(s, self.webhooks.get("case.approved", ()), "case.approved", case, seq)
+            audit.record(s, case.reviewer, "case.approve", f"case:{case.case_no}", {"case_id": case.id, "feed_seq": seq})
             return DraftCaseView.model_validate(case)
 
     def reject(self, case_id: int, actor: str, reason: str, note: str | None = None) -> DraftCaseView:
@@ -358,6 +348,8 @@ class Store:
             case = self._draft_for_review(s, case_id, "reject")
             case.review_reason, case.review_note = reason, note
             self._decide(s, case, "reject", actor, {"reason": reason, "note": note})
+            audit.record(s, case.reviewer, "case.reject", f"case:{case.case_no}",
+                         {"case_id": case.id, "reason": reason, "note": note})
             return DraftCaseView.model_validate(case)
 
     def reclassify(
@@ -400,6 +392,8 @@ class Store:
             s.add(ReviewAction(case_id=case.id, action="reclassify", actor=actor, at=now,
                                details={"from": before, "to": after}))
             s.flush()
+            audit.record(s, actor, "case.reclassify", f"case:{case.case_no}",
+                         {"case_id": case.id, "from": before, "to": after})
             return DraftCaseView.model_validate(case)
 
     def _draft_for_review(self, s: Session, case_id: int, verb: str) -> DraftCase:

@@ -65,6 +65,20 @@ class Runtime:
         t.start()
         return t
 
+    def delivery_thread(self, stop: threading.Event) -> threading.Thread | None:
+        """Webhook deliveries from the outbox (workers/webhooks.py), when any webhook is configured."""
+        from workers.webhooks import Backoff, Endpoint, WebhookDelivery
+
+        hooks, d = self.settings.webhooks, self.settings.delivery
+        if not hooks:
+            return None
+        loop = WebhookDelivery(self.parts.store, [Endpoint(h.name, h.url, h.key(), h.timeout_s) for h in hooks],
+                               self.settings.api.base_url, Backoff(d.backoff_base_s, d.backoff_max_s, d.max_attempts),
+                               poll_s=d.poll_s)
+        t = threading.Thread(target=loop.run, args=(stop,), name="webhooks", daemon=True)
+        t.start()
+        return t
+
     def worker_thread(self, stop: threading.Event, source_ids: list[str] | None = None,
                       lease_ttl_s: float | None = None, worker_id: str | None = None) -> threading.Thread:
         """A patrol worker on its own thread. With ``lease_ttl_s`` it shares the sources
@@ -113,6 +127,8 @@ def cmd_demo(args) -> int:
     rt.builder_thread(stop)
     rt.worker_thread(stop)
     host, port = settings.api.host, args.port or settings.api.port
+    settings.api.port = port  # evidence URLs in the feed and webhooks name the port actually served
+    rt.delivery_thread(stop)
     print(f"City Patrol demo: {len(rt.registry)} sources from {settings.sources}", flush=True)
     print(f"  review page   http://{host}:{port}/", flush=True)
     print(f"  API (OpenAPI) http://{host}:{port}/docs", flush=True)
@@ -149,6 +165,9 @@ def cmd_serve(args) -> int:
     if not args.no_builder:
         rt.builder_thread(stop)
     host, port = args.host or settings.api.host, args.port or settings.api.port
+    settings.api.host, settings.api.port = host, port  # evidence URLs name what is actually served
+    if not args.no_deliver:
+        rt.delivery_thread(stop)
     print(f"City Patrol API on http://{host}:{port}/ (Redis: {rt.redis_url}; database: {settings.db_url})", flush=True)
     if not rt.parts.accounts.count_users():
         print("  no users yet: add the first with `patrol user add NAME --role admin`", flush=True)
@@ -407,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--no-builder", action="store_true", help="serve only; let other processes build cases")
+    s.add_argument("--no-deliver", action="store_true",
+                   help="do not post webhooks from this process (another process delivers the outbox)")
     s.set_defaults(fn=cmd_serve)
 
     w = sub.add_parser("worker", help="patrol the registry's sources and publish events to Redis")

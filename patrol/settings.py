@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from streams.sources import ConfigError, read_yaml
@@ -40,6 +42,47 @@ class ApiSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # how the case platform reaches this API: evidence URLs in the feed and webhooks start with it
+    public_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class WebhookSettings(BaseModel):
+    """One endpoint of the case platform that is told about approvals as they happen."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # names its deliveries; keep it stable
+    url: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    secret: SecretStr | None = None  # the HMAC key, shared with the receiver ...
+    secret_env: str | None = None  # ... or the environment variable that holds it (keeps it out of the file)
+    events: list[Literal["case.approved"]] = Field(default_factory=lambda: ["case.approved"], min_length=1)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _one_secret(self):
+        if (self.secret is None) == (self.secret_env is None):
+            raise ValueError("give the webhook either secret or secret_env (the name of an environment variable)")
+        if self.secret_env is not None and not os.environ.get(self.secret_env):
+            raise ValueError(f"secret_env names {self.secret_env}, which is not set in the environment")
+        if len(self.key()) < 16:
+            raise ValueError("the webhook secret must be at least 16 characters")
+        return self
+
+    def key(self) -> str:
+        return self.secret.get_secret_value() if self.secret is not None else os.environ[self.secret_env]
+
+
+class DeliverySettings(BaseModel):
+    """How webhook deliveries are retried: exponential backoff with jitter, capped, then dead."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_attempts: int = Field(12, ge=1, le=100)
+    backoff_base_s: float = Field(5.0, gt=0)  # wait before the 2nd attempt; doubles each time
+    backoff_max_s: float = Field(3600.0, gt=0)  # never wait longer than this
+    poll_s: float = Field(2.0, gt=0, le=60)  # how often the loop looks for due deliveries
 
 
 class AuthSettings(BaseModel):
@@ -69,8 +112,19 @@ class Settings(BaseSettings):
     cases: CaseSettings = CaseSettings()
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    delivery: DeliverySettings = DeliverySettings()
     auth: AuthSettings = AuthSettings()
     rules: dict[str, dict] = Field(default_factory=dict, description="per event type overrides of vision.rules")
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhook_names(cls, hooks: list[WebhookSettings]) -> list[WebhookSettings]:
+        names = [h.name for h in hooks]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"webhook names must be unique; repeated: {', '.join(repeated)}")
+        return hooks
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

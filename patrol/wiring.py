@@ -45,7 +45,9 @@ class Parts:
             from pathlib import Path
 
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return Store(url, case_prefix=self.settings.cases.case_prefix)
+        # each approval queues a delivery for every webhook subscribed to case.approved (cases/outbox.py)
+        subscribers = {"case.approved": [h.name for h in self.settings.webhooks if "case.approved" in h.events]}
+        return Store(url, case_prefix=self.settings.cases.case_prefix, webhooks=subscribers)
 
     @cached_property
     def accounts(self):
