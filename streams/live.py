@@ -37,6 +37,12 @@ StateCallback = Callable[[str, str, str], None]
 # reports the source as hung.
 _WATCHDOG_GRACE_S = 2.0
 _RATE_WINDOW_S = 5.0
+# Doublings after which the backoff is surely at its cap: 2**1024 would not even fit
+# a float, and a camera unreachable overnight fails more often than that.
+_MAX_DOUBLINGS = 30
+# A file played as live whose clock jumps ahead by more than this is re-anchored,
+# not waited for: a recording with a gap must not hold its reader for the gap.
+_MAX_PACE_GAP_S = 5.0
 
 
 class _Failure(Exception):
@@ -78,10 +84,16 @@ class LiveReader:
     """Reads one source on its own thread and keeps only its newest sample.
 
     States: ``connecting`` (first attempt), ``live`` (samples arriving),
-    ``stalled`` (packets arrive but nothing decodes; the connection is
-    restarted), ``down`` (the last attempt failed; retrying with capped
-    exponential backoff and jitter, so cameras behind one gateway do not all
-    reconnect in the same instant).
+    ``stalled`` (the connection is open but no picture comes: nothing arrives
+    within the read timeout, or packets arrive but nothing decodes; the
+    connection is restarted), ``down`` (the last attempt failed; retrying with
+    capped exponential backoff and jitter, so cameras behind one gateway do not
+    all reconnect in the same instant, and a source away for hours is picked up
+    again within ``backoff_max_s`` of its return).
+
+    A change of resolution mid-stream (a gateway switching profiles, a phone
+    turned) is followed, not treated as a failure: samples keep their aspect and
+    ``source_size`` says the new size.
 
     Live samples carry wall-clock ``ts``; a file is played at its own pace as a
     simulated camera and also gets wall-clock ``ts``, with the file's
@@ -141,6 +153,7 @@ class LiveReader:
         self._io_what = ""
         self._hung = False
         self._went_live = False
+        self._size: tuple[int, int] | None = None  # source size of the newest sample
 
     # ------------------------------------------------------------ consumer side
 
@@ -192,6 +205,8 @@ class LiveReader:
                 "since": self._since,
                 "corrupt": self._sampler_stats.corrupt,
                 "keyframes_only": self._sampler_stats.keyframes_only,
+                "size": f"{self._size[0]}x{self._size[1]}" if self._size else None,
+                "interval_s": self.interval_s,
             }
 
     # ------------------------------------------------------------ reader thread
@@ -225,7 +240,8 @@ class LiveReader:
 
     def _backoff(self, failures: int) -> float:
         """Capped exponential delay, then a random half of it off ("equal jitter")."""
-        base = min(self.backoff_max_s, self.backoff_initial_s * 2 ** max(0, failures - 1))
+        doublings = min(_MAX_DOUBLINGS, max(0, failures - 1))
+        base = min(self.backoff_max_s, self.backoff_initial_s * 2.0**doublings)
         return base / 2 + random.uniform(0, base / 2)
 
     def _session(self) -> None:
@@ -261,7 +277,10 @@ class LiveReader:
         # Longest a working stream goes without a sample (a due key frame may come a GOP late).
         sample_gap_s = self.stall_timeout_s + 2 * self.interval_s
         while not self._stop.is_set():
-            packet = self._call("reading", self.read_timeout_s, lambda: next(packets, None))
+            try:
+                packet = self._call("reading", self.read_timeout_s, lambda: next(packets, None))
+            except (av.ExitError, TimeoutError):  # a read timeout: connected, but the stream went silent
+                raise _Failure(f"{redact(self.url)}: no data for {self.read_timeout_s:g} s", "stalled") from None
             if packet is None:
                 if self.is_file:
                     return
@@ -279,13 +298,11 @@ class LiveReader:
                 return
             sent, decoded = stats.sent, stats.decoded
             for s in sampler.push(packet):
-                if size is None:
-                    size = s.source_size
-                elif s.source_size != size:
-                    old, new = size, s.source_size
-                    raise _Failure(
-                        f"{redact(self.url)}: resolution changed from {old[0]}x{old[1]} to {new[0]}x{new[1]}"
-                    )
+                if size is not None and s.source_size != size:
+                    detail = (f"resolution changed from {size[0]}x{size[1]} "
+                              f"to {s.source_size[0]}x{s.source_size[1]}")
+                    self._set_state("live", detail, force=True)
+                size = s.source_size
                 self._publish(s)
                 last_sample = now
             if stats.decoded > decoded:
@@ -335,16 +352,20 @@ class LiveReader:
             self._slot = frame
             self._samples += 1
             self._last_sample_ts = now
+            self._size = s.source_size
             self._samples_out.add(time.monotonic())
         if self._state != "live":
             self._set_state("live", f"{s.source_size[0]}x{s.source_size[1]}")
 
-    def _set_state(self, state: str, detail: str = "") -> None:
+    def _set_state(self, state: str, detail: str = "", force: bool = False) -> None:
+        """Enter ``state`` and tell ``on_state``; ``force`` tells it a new detail
+        even when the state stays the same."""
         with self._lock:
-            if state == self._state:
+            if state == self._state and not force:
                 return
+            if state != self._state:
+                self._since = time.time()
             self._state = state
-            self._since = time.time()
         log.info("source %s: %s (%s)", self.source_id, state, detail)
         if self.on_state is not None:
             try:
@@ -384,6 +405,9 @@ class _Pacer:
             self._origin = (now, media_t)
             return True
         delay = self._origin[0] + (media_t - self._origin[1]) - now
+        if delay > _MAX_PACE_GAP_S:  # the file's clock jumped ahead: carry on from here
+            self._origin = (now, media_t)
+            return True
         return delay <= 0 or not stop.wait(delay)
 
 

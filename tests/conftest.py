@@ -28,3 +28,11 @@ def rtmp_server():
     media_servers.require_rtmp()
     with media_servers.rtmp_server() as server:
         yield server
+
+
+@pytest.fixture
+def httpflv_server():
+    """FFmpeg's HTTP server with a live H.264 test pattern as FLV at `.url` (640x360,
+    10 fps, a key frame every second); `.kill()`, `.restart()`, `.freeze()`/`.thaw()`."""
+    with media_servers.httpflv_server() as server:
+        yield server

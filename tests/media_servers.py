@@ -5,6 +5,8 @@
 - `rtmp_server()`: nginx with libnginx-mod-rtmp, unprivileged on a high port,
   plus `server.publish(name)`: an ffmpeg process pushing a test pattern to it.
   nginx also repackages every published stream as HLS at `server.hls_url(name)`.
+- `httpflv_server()`: FFmpeg's own HTTP server sending live FLV, the way a media
+  gateway serves `http://…/x.live.flv` (see `HttpFlvServer` for why FFmpeg).
 - `make_video()`: a small H.264 file with a known GOP.
 
 Every server can be killed (a crash), restarted on the same port, or frozen
@@ -28,6 +30,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -350,6 +353,132 @@ class RtmpServer(_Process):
 def rtmp_server(port: int | None = None):
     """A running nginx-rtmp for the `with` block (publish streams with `.publish`)."""
     with RtmpServer(port) as server:
+        server.start()
+        yield server
+
+
+# ---------------------------------------------------------------- HTTP-FLV
+
+
+def listening(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:`port`, asked of the kernel: connecting
+    to find out would itself be taken as a player by a one-client server."""
+    wanted = f"{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[1].rsplit(":", 1)[1] == wanted and fields[3] == "0A":  # 0A: TCP_LISTEN
+                return True
+    return False
+
+
+class HttpFlvServer(_Process):
+    """Live H.264 in FLV over HTTP from FFmpeg's own HTTP server (``-listen 1``).
+
+    Gateways (SRS, ZLMediaKit, a GB/T 28181 platform's media server) re-export
+    cameras as ``http://…/x.live.flv``: one endless HTTP response carrying an FLV
+    stream. Debian's nginx-rtmp has no HTTP-FLV (that is the separate, unpackaged
+    nginx-http-flv-module), and node-media-server would add Node and an npm install
+    to CI; FFmpeg's HTTP server is already installed for the other tests and is a
+    real HTTP server writing real FLV, so the reader meets the protocol exactly.
+
+    One FFmpeg process serves one player and ends when that player leaves, so a
+    supervisor thread starts a fresh one each time, as a gateway keeps serving.
+    ``kill()`` crashes the server and keeps it down until ``restart()``;
+    ``freeze()`` (SIGSTOP) keeps the player's connection open and silent.
+    The picture is a test pattern (640x360, 10 fps, a key frame every second),
+    or ``file`` looped and sent as it is (``-c copy``).
+    """
+
+    def __init__(self, port: int | None = None, name: str = "live", file: Path | None = None,
+                 size: str = "640x360", fps: int = 10, gop: int = 10):
+        self.port = port or free_port()
+        self.name, self.file = name, file
+        self.size, self.fps, self.gop = size, fps, gop
+        self._tmp = tempfile.TemporaryDirectory(prefix="httpflv-")
+        super().__init__(Path(self._tmp.name) / f"httpflv-{self.port}.log")
+        self._lock = threading.Lock()
+        self._serving = False  # whether the supervisor keeps a server process up
+        self._closed = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.served = 0  # server processes started: one per player session
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.name}.flv"
+
+    def _argv(self) -> list[str]:
+        if self.file is not None:
+            source = ["-stream_loop", "-1", "-i", str(self.file), "-c:v", "copy"]
+        else:
+            source = ["-f", "lavfi", "-i", f"testsrc2=size={self.size}:rate={self.fps}",
+                      "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+                      "-g", str(self.gop), "-pix_fmt", "yuv420p"]
+        return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", *source, "-an",
+                "-f", "flv", "-listen", "1", self.url]
+
+    def _spawn_server(self, timeout_s: float = 10.0) -> None:
+        """Start one server process and wait until it listens (called under the lock)."""
+        proc = self._spawn(self._argv(), stdout=subprocess.DEVNULL)
+        self.served += 1
+        deadline = time.monotonic() + timeout_s
+        while not listening(self.port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"HTTP-FLV server did not start (exit {proc.poll()}): {self.log_tail()}")
+            time.sleep(0.02)
+
+    def _supervise(self) -> None:
+        while not self._closed.wait(0.05):
+            with self._lock:
+                if self._serving and not self.running:
+                    try:
+                        self._spawn_server()
+                    except RuntimeError:  # the port may still be held by the last one: try again
+                        if self.running:
+                            self.proc.kill()
+
+    def start(self) -> HttpFlvServer:
+        with self._lock:
+            self._serving = True
+            if not self.running:
+                self._spawn_server()
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._supervise, name="httpflv-supervisor", daemon=True)
+            self._supervisor.start()
+        return self
+
+    def kill(self) -> None:
+        with self._lock:
+            self._serving = False
+            super().kill()
+
+    def restart(self) -> HttpFlvServer:
+        self.kill()
+        return self.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._supervisor is not None:
+            self._supervisor.join(5)
+        self.kill()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> HttpFlvServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextmanager
+def httpflv_server(port: int | None = None, **options):
+    """A running HTTP-FLV server for the `with` block (options: see `HttpFlvServer`)."""
+    require_ffmpeg()
+    with HttpFlvServer(port, **options) as server:
         server.start()
         yield server
 

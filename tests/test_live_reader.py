@@ -255,3 +255,87 @@ def release_fifo_readers(fifo, reader):
             if err.errno != errno.ENXIO:  # ENXIO: no reader at this instant
                 raise
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- long absences, resolution and clock changes
+
+
+def test_backoff_stays_capped_however_many_failures():
+    # A camera unreachable overnight fails thousands of times; 2**1024 does not fit a float.
+    reader = LiveReader("night", "rtsp://127.0.0.1:1/x", backoff_initial_s=0.5, backoff_max_s=30)
+    delays = [reader._backoff(n) for n in (1, 2, 3, 7, 100, 1025, 50_000)]
+    assert 0.25 <= delays[0] <= 0.5 and 0.5 <= delays[1] <= 1.0  # doubling from 0.5 s...
+    assert all(15 <= d <= 30 for d in delays[-4:])  # ...to the cap, with jitter, for ever
+
+
+def test_a_source_away_for_a_long_while_is_picked_up_again(rtsp_server, readers):
+    # "Gone for an hour" scaled down: far longer than it takes the backoff to reach its cap.
+    cap_s = 1.0
+    reader = readers("mobile-9", rtsp_server.url, interval_s=0.5,
+                     **{**FAST, "backoff_initial_s": 0.05, "backoff_max_s": cap_s})
+    wait_for(lambda: reader.state == "live", 10, "live")
+    rtsp_server.kill()
+    wait_for(lambda: reader.state == "down", 5, "down")
+    time.sleep(8)  # dozens of refused attempts: the backoff has sat at its cap for a while
+    failures = reader.stats()["reconnects"]
+    assert 6 <= failures <= 8 / (cap_s / 2) + 10  # retrying all along, but never faster than the capped pace
+    rtsp_server.restart()
+    back_at = time.monotonic()
+    wait_for(lambda: reader.state == "live", cap_s + 8, "live again")
+    # Back within one capped backoff (plus connecting and the first key frame).
+    assert time.monotonic() - back_at < cap_s + 5
+    assert collect(reader, 1.0), "no samples after coming back"
+
+
+def ts_clip(path, size: str, seconds: int, offset_s: float = 0.0):
+    """MPEG-TS of testsrc2 with timestamps starting at `offset_s`: TS files joined byte
+    by byte are what a camera switching profiles or restarting its clock sends."""
+    media_servers.require_ffmpeg()
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", f"testsrc2=size={size}:rate=10", "-t", str(seconds), "-c:v", "libx264",
+                    "-preset", "ultrafast", "-g", "10", "-bf", "0", "-pix_fmt", "yuv420p",
+                    "-output_ts_offset", str(offset_s), str(path)], check=True, timeout=60)
+    return path.read_bytes()
+
+
+def test_a_resolution_change_mid_stream_over_rtmp_is_followed_without_reconnecting(tmp_path, rtmp_server, readers):
+    joined = tmp_path / "profiles.ts"
+    # (the second profile's clock far ahead, so that FFmpeg takes each switch for a
+    # discontinuity and keeps the published timestamps running smoothly)
+    joined.write_bytes(ts_clip(tmp_path / "sd.ts", "320x240", 3) + ts_clip(tmp_path / "hd.ts", "640x360", 3, 3600))
+    publisher = media_servers.Publisher(rtmp_server.url("switch"), tmp_path / "publish.log")
+    publisher._spawn(["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(joined),
+                      "-c", "copy", "-f", "flv", rtmp_server.url("switch")], stdout=subprocess.DEVNULL)
+    rtmp_server.publishers.append(publisher)
+    rec = Recorder()
+    reader = readers("switch", rtmp_server.url("switch"), interval_s=0.5, on_state=rec, **FAST)
+    wait_for(lambda: reader.state == "live", 15, "live")
+    reconnects = reader.stats()["reconnects"]  # (the publisher may have come after the first attempt)
+    frames = collect(reader, 8)  # more than one full turn of both sizes
+    sizes = [f.source_size for f in frames]
+    assert {(320, 240), (640, 360)} <= set(sizes), sizes
+    assert {f.image.shape for f in frames} == {(240, 320, 3), (360, 640, 3)}  # each at its own size
+    assert reader.stats()["reconnects"] == reconnects and reader.state == "live", (rec.events, reader.stats())
+    assert any("resolution changed" in detail for _, state, detail in rec.events if state == "live")
+
+
+def test_clock_jumps_in_a_stream_neither_stall_nor_stop_the_reader(tmp_path, readers):
+    # Timestamps that leap an hour ahead, then start again from zero, in one stream.
+    jumpy = tmp_path / "jumpy.ts"
+    jumpy.write_bytes(ts_clip(tmp_path / "a.ts", "320x240", 3) + ts_clip(tmp_path / "b.ts", "320x240", 3, 3600)
+                      + ts_clip(tmp_path / "c.ts", "320x240", 3))
+    rec = Recorder()
+    reader = readers("jumpy", str(jumpy), interval_s=0.5, on_state=rec)
+    started, frames = time.monotonic(), []
+    while reader.running and time.monotonic() - started < 20:
+        frame = reader.latest()
+        if frame is not None:
+            frames.append(frame)
+        time.sleep(0.02)
+    elapsed = time.monotonic() - started
+    pts = [f.extra["pts"] for f in frames]
+    assert any(p >= 3600 for p in pts) and pts[-1] < 10, pts  # it went through both jumps
+    # Played at camera pace through the jumps: not an hour's wait, not a burst.
+    assert 7 <= elapsed <= 12
+    assert 14 <= reader.stats()["samples"] <= 20  # one per 0.5 s of the 9 s of pictures
+    assert reader.stats()["reconnects"] == 0 and rec.states == ["connecting", "live", "down"]
