@@ -92,6 +92,15 @@ class AuthSettings(BaseModel):
     demo_password: str | None = Field(None, min_length=8)
 
 
+class UploadSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dir: Path | None = None  # the upload area; default <data_dir>/uploads; shared by the API and upload workers
+    max_bytes: int = Field(4 << 30, ge=1 << 20)  # one flight video
+    chunk_max_bytes: int = Field(64 << 20, ge=64 << 10)  # one request's body
+    srt_max_bytes: int = Field(64 << 20, ge=64 << 10)
+    claim_idle_s: float = Field(60.0, gt=0)  # a job whose worker fell silent this long is taken over
+
+
 class WorkerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sample_max_side: int = Field(640, ge=64, le=4096)
@@ -112,6 +121,7 @@ class Settings(BaseSettings):
     cases: CaseSettings = CaseSettings()
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
+    uploads: UploadSettings = UploadSettings()
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     delivery: DeliverySettings = DeliverySettings()
     auth: AuthSettings = AuthSettings()
@@ -138,9 +148,13 @@ class Settings(BaseSettings):
     def evidence_dir(self) -> Path:
         return self.data_dir / "evidence"
 
+    @property
+    def uploads_dir(self) -> Path:
+        return self.uploads.dir or self.data_dir / "uploads"
+
 
 PATH_KEYS = {(): ("sources", "data_dir"), ("model",): ("weights",),
-             ("cases",): ("codes_file", "categories_file", "grid_file")}
+             ("cases",): ("codes_file", "categories_file", "grid_file"), ("uploads",): ("dir",)}
 
 
 def _resolve_paths(raw: dict, base: Path) -> None:

@@ -56,6 +56,20 @@ class Parts:
         return Accounts(self.store, session_hours=self.settings.auth.session_hours)
 
     @cached_property
+    def flights(self):
+        from cases.flights import FlightStore
+
+        return FlightStore(self.store)
+
+    @cached_property
+    def upload_area(self):
+        from streams.uploads import UploadArea
+
+        u = self.settings.uploads
+        return UploadArea(self.settings.uploads_dir, max_bytes=u.max_bytes, chunk_max_bytes=u.chunk_max_bytes,
+                          srt_max_bytes=u.srt_max_bytes)
+
+    @cached_property
     def evidence(self) -> EvidenceStore:
         return EvidenceStore(self._evidence_dir or self.settings.evidence_dir)
 
