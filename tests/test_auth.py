@@ -14,6 +14,7 @@ from sqlalchemy import select
 from api.app import create_app
 from api.auth import SESSION_COOKIE, safe_next
 from auth_helpers import FAST_KDF, PASSWORD, bearer, client_as, login, make_user
+from cases import audit
 from cases.accounts import (DEFAULT_KDF, AccountError, AccountNotFound, Accounts, Scrypt, Unauthenticated,
                             verify_password)
 from db_fixtures import db_url  # noqa: F401  (fixture)
@@ -44,7 +45,6 @@ def accounts(parts) -> Accounts:
 
 
 def audit_rows(parts, action: str | None = None) -> list[tuple[str, str, str]]:
-    audit = pytest.importorskip("cases.audit", reason="the audit log (cases/audit.py) is not in this tree")
     with parts.store.transaction() as s:
         rows = s.scalars(select(audit.AuditEntry).order_by(audit.AuditEntry.id)).all()
         return [(r.actor, r.action, r.target) for r in rows if action is None or r.action == action]

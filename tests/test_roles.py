@@ -81,6 +81,10 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/tokens"): ADMIN,
     ("POST", "/api/v1/tokens"): ADMIN,
     ("DELETE", "/api/v1/tokens/{token_id}"): ADMIN,
+    ("GET", "/api/v1/audit"): ADMIN,
+    ("GET", "/api/v1/webhooks/deliveries"): ADMIN,
+    ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/retry"): ADMIN,
+    # the case platform: /api/v1/feed... (AREAS below)
 }
 
 # Areas other parts of the product add routes to: a route under one of these prefixes
