@@ -37,13 +37,13 @@ from sqlalchemy.orm import Session
 from streams.frame import is_wall_clock
 from vision.events import Event
 
-from . import feed
+from . import evidence_index, feed
 from .evidence_store import EvidenceStore
 from .grid import GridIndex
-from .store import CaseEvent, DraftCase, DraftCaseView, Store, utcnow
+from .store import (  # noqa: F401  (MAX_TRACE_LINES re-exported)
+    MAX_TRACE_LINES, CaseEvent, DraftCase, DraftCaseView, Store, merged_into, refold, utcnow)
 from .taxonomy import Taxonomy
 
-MAX_TRACE_LINES = 200
 EARTH_RADIUS_M = 6_371_000.0
 
 
@@ -94,7 +94,10 @@ class CaseBuilder:
             else:
                 case, reason = self._same_violation(s, event)
                 if case is not None and case.status != "draft":
-                    return None  # already decided on, within the cooldown: attach to nothing
+                    target = merged_into(s, case)  # an analyst's merge sends its sightings on
+                    if target is None or target.status != "draft":
+                        return None  # already decided on, within the cooldown: attach to nothing
+                    case, reason = target, f"{reason}; {case.case_no} was merged into {target.case_no}"
                 if case is None:
                     case = self._open(s, event, source_kind, source_grid)
                 elif event.source_id not in case.source_ids:
@@ -129,11 +132,14 @@ class CaseBuilder:
                 if case.zone != event.zone or (distance is not None and distance > self.merge_radius_m):
                     continue
                 gap = max(0.0, event.start - case.last_seen)
-                key, reason = (0, 0.0, -case.last_seen), f"same source and zone, {gap:.0f} s after the last sighting"
+                # (on a tie a draft wins over a case merged into it or decided on)
+                key = (0, 0.0, -case.last_seen, case.status != "draft")
+                reason = f"same source and zone, {gap:.0f} s after the last sighting"
             else:
                 if distance is None or distance > self.merge_radius_m or not _comparable_clocks(case, event):
                     continue
-                key, reason = (1, distance, -case.last_seen), f"{event.source_id} saw it {distance:.0f} m from the case"
+                key = (1, distance, -case.last_seen, case.status != "draft")
+                reason = f"{event.source_id} saw it {distance:.0f} m from the case"
             if best_key is None or key < best_key:
                 best, best_key, best_reason = case, key, reason
         return best, best_reason
@@ -192,14 +198,11 @@ class CaseBuilder:
             case.snapshot_key = self._store_snapshot(event) or case.snapshot_key
         elif case.snapshot_key is None:
             case.snapshot_key = self._store_snapshot(event)
+        self._store_views(s, case, event)
         if case.lat is None and event.lat is not None and event.lon is not None:
             case.lat, case.lon = event.lat, event.lon
             case.grid = self._grid_at(event.lat, event.lon) or case.grid
-        events = s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.start)).all()
-        case.hits = sum(e.hits for e in events)
-        case.samples = sum(e.samples for e in events)
-        case.ended = all(e.state == "closed" for e in events)
-        case.trace = _case_trace(events)
+        refold(s, case)
         case.updated_at = utcnow()
 
     def _grid_at(self, lat: float | None, lon: float | None) -> str | None:
@@ -213,6 +216,16 @@ class CaseBuilder:
         if self.evidence is None or not event.snapshot:
             return None
         return self.evidence.put(event.snapshot, "jpg")
+
+    def _store_views(self, s: Session, case: DraftCase, event: Event) -> None:
+        """The event's view before, latest view and clip, replacing its older revision's."""
+        if self.evidence is None:
+            return
+        for kind, data, ext, ts in (("before", event.before, "jpg", event.before_ts),
+                                    ("after", event.after, "jpg", event.after_ts),
+                                    ("clip", event.clip, "mp4", event.start)):
+            if data:
+                evidence_index.put(s, case.id, event.event_id, event.source_id, kind, self.evidence.put(data, ext), ts)
 
 
 def _new_case_event(case_id: int, event: Event, joined: str | None) -> CaseEvent:
@@ -234,16 +247,3 @@ def _comparable_clocks(case: DraftCase, event: Event) -> bool:
     the same time, so only wall-clock times may join cases across sources."""
     return is_wall_clock(case.first_seen) and is_wall_clock(event.start)
 
-
-def _case_trace(events: list[CaseEvent]) -> list[str]:
-    """Each event's trace in turn, the later ones headed by why they joined; when
-    it grows long, the first lines (why the case opened) and the newest are kept."""
-    lines: list[str] = []
-    for e in events:
-        if e.joined:
-            lines.append(f"case: event {e.event_id} from {e.source_id} joined ({e.joined})")
-        lines.extend(e.trace)
-    if len(lines) <= MAX_TRACE_LINES:
-        return lines
-    half = MAX_TRACE_LINES // 2
-    return lines[:half] + [f"… {len(lines) - 2 * half} lines omitted"] + lines[-half:]

@@ -11,6 +11,7 @@ writers queue up instead of one failing when it upgrades a read lock.
 """
 from __future__ import annotations
 
+import math
 import zlib
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -36,11 +37,16 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from . import audit, feed, outbox
+from streams.frame import is_wall_clock
+
+from . import audit, evidence_index, feed, outbox
 from .db import Base, UTCDateTime, forbid_changes, utcnow  # noqa: F401  (re-exported: callers import them from here)
+from .evidence_index import EvidenceView
+from .grid import GridIndex
 from .taxonomy import Category, Taxonomy, TaxonomyError
 
 STATUSES = ("draft", "approved", "rejected")
+MAX_TRACE_LINES = 200
 REJECT_REASONS = ("false_alarm", "duplicate", "permitted", "other")
 ORDERS = ("newest", "confidence")
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")  # case numbers carry the city's local date
@@ -324,6 +330,21 @@ class Store:
             rows = s.scalars(select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.start))
             return [CaseEventView.model_validate(r) for r in rows]
 
+    def evidence(self, case_id: int) -> list[EvidenceView]:
+        """The views before and after and the clips of the case's events (the snapshot is on the case)."""
+        with self._reads() as s:
+            return evidence_index.of_case(s, case_id)
+
+    def changed_since(self, since: datetime | None, limit: int = 200) -> list[DraftCaseView]:
+        """Cases opened or changed after ``since`` (the newest ``limit`` of them when
+        None), oldest change first: what a live view has to redraw."""
+        query = select(DraftCase)
+        if since is not None:
+            query = query.where(DraftCase.updated_at > _as_datetime(since))
+        with self._reads() as s:
+            rows = s.scalars(query.order_by(DraftCase.updated_at.desc(), DraftCase.id.desc()).limit(limit)).all()
+            return [DraftCaseView.model_validate(r) for r in reversed(rows)]
+
     # -- review ----------------------------------------------------------------
 
     def approve(self, case_id: int, actor: str) -> DraftCaseView:
@@ -396,6 +417,78 @@ class Store:
                          {"case_id": case.id, "from": before, "to": after})
             return DraftCaseView.model_validate(case)
 
+    def merge(self, case_id: int, other_id: int, actor: str) -> DraftCaseView:
+        """Fold draft ``other_id`` into draft ``case_id``: one violation proposed twice.
+
+        The kept case takes the other's events (so later sightings update it), their
+        evidence, sources and time span, and the better snapshot; the other is
+        rejected as a duplicate whose note names the case it went into. Both cases'
+        histories and the audit log record it.
+        """
+        if case_id == other_id:
+            raise CaseError("a case cannot be merged into itself")
+        actor = _actor(actor)
+        with self.transaction() as s:
+            self.lock(s, "cases.builder")  # before the rows, in the builder's order: no deadlock with it
+            keep = self._draft_for_review(s, case_id, "merge into")
+            other = self._draft_for_review(s, other_id, "merge")
+            for row in s.scalars(select(CaseEvent).where(CaseEvent.case_id == other.id)):
+                row.case_id, row.joined = keep.id, f"merged from {other.case_no} by {actor}"[:200]
+            evidence_index.move(s, other.id, keep.id)
+            keep.source_ids = keep.source_ids + [x for x in other.source_ids if x not in keep.source_ids]
+            if is_wall_clock(keep.first_seen) == is_wall_clock(other.first_seen) and (
+                    is_wall_clock(keep.first_seen) or keep.source_id == other.source_id):
+                # (seconds into two different files are not one time line)
+                keep.first_seen = min(keep.first_seen, other.first_seen)
+                keep.last_seen = max(keep.last_seen, other.last_seen)
+            if other.confidence > keep.confidence and other.snapshot_key:
+                keep.confidence, keep.bbox, keep.label = other.confidence, list(other.bbox), other.label
+                keep.model_version, keep.snapshot_key = other.model_version, other.snapshot_key
+            if keep.lat is None and other.lat is not None:
+                keep.lat, keep.lon, keep.grid = other.lat, other.lon, other.grid or keep.grid
+            keep.grid = keep.grid or other.grid
+            s.flush()
+            refold(s, keep)
+            now = utcnow()
+            keep.updated_at = now
+            other.status, other.review_reason, other.review_note = "rejected", "duplicate", f"merged into {keep.case_no}"
+            other.reviewer, other.reviewed_at, other.updated_at = actor, now, now
+            s.add(ReviewAction(case_id=keep.id, action="merge", actor=actor, at=now,
+                               details={"absorbed": other.id, "case_no": other.case_no}))
+            s.add(ReviewAction(case_id=other.id, action="merge", actor=actor, at=now,
+                               details={"into": keep.id, "case_no": keep.case_no}))
+            s.flush()
+            audit.record(s, actor, "case.merge", f"case:{keep.case_no}",
+                         {"case_id": keep.id, "absorbed": other.case_no, "absorbed_id": other.id})
+            return DraftCaseView.model_validate(keep)
+
+    def relocate(self, case_id: int, actor: str, lat: float, lon: float, grid: GridIndex | None = None) -> DraftCaseView:
+        """Put a draft where the analyst says the violation is. With the city's
+        ``grid`` its cell follows the point, and a point outside every cell is refused."""
+        if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+            raise CaseError(f"not a WGS84 position: lat {lat}, lon {lon}")
+        cell = grid.cell_at(lat, lon) if grid is not None else None
+        if grid is not None and cell is None:
+            raise CaseError(f"{lat:.6f}, {lon:.6f} lies in none of the city's {len(grid)} grid cells; "
+                            "choose a place inside the city")
+        actor = _actor(actor)
+        with self.transaction() as s:
+            case = self._draft_for_review(s, case_id, "relocate")
+            before = {"lat": case.lat, "lon": case.lon, "grid": case.grid}
+            case.lat, case.lon = lat, lon
+            if grid is not None:
+                case.grid = cell
+            after = {"lat": case.lat, "lon": case.lon, "grid": case.grid}
+            if before == after:
+                raise CaseError(f"case {case.case_no} is already at {lat:.6f}, {lon:.6f}")
+            case.updated_at = now = utcnow()
+            s.add(ReviewAction(case_id=case.id, action="relocate", actor=actor, at=now,
+                               details={"from": before, "to": after}))
+            s.flush()
+            audit.record(s, actor, "case.relocate", f"case:{case.case_no}",
+                         {"case_id": case.id, "from": before, "to": after})
+            return DraftCaseView.model_validate(case)
+
     def _draft_for_review(self, s: Session, case_id: int, verb: str) -> DraftCase:
         # FOR UPDATE (PostgreSQL) so a builder merging into the case and a reviewer
         # deciding on it take turns; SQLite's BEGIN IMMEDIATE already serialises them.
@@ -416,6 +509,44 @@ class Store:
         case.reviewer, case.reviewed_at, case.updated_at = actor, now, now
         s.add(ReviewAction(case_id=case.id, action=action, actor=actor, at=now, details=details))
         s.flush()
+
+
+def merged_into(s: Session, case: DraftCase) -> DraftCase | None:
+    """The case an analyst merged ``case`` into (following a chain of merges), or None."""
+    seen, target = {case.id}, None
+    while True:
+        details = s.scalars(select(ReviewAction.details).where(ReviewAction.case_id == case.id,
+                                                               ReviewAction.action == "merge")).all()
+        into = next((d["into"] for d in details if "into" in d), None)
+        if into is None or into in seen:
+            return target
+        seen.add(into)
+        target = case = s.scalar(select(DraftCase).where(DraftCase.id == into).with_for_update())
+        if case is None:
+            return None
+
+
+def refold(s: Session, case: DraftCase) -> None:
+    """Sightings, samples, whether it ended, and the trace: recomputed from the case's events."""
+    events = s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.start)).all()
+    case.hits = sum(e.hits for e in events)
+    case.samples = sum(e.samples for e in events)
+    case.ended = all(e.state == "closed" for e in events)
+    case.trace = case_trace(events)
+
+
+def case_trace(events: list[CaseEvent]) -> list[str]:
+    """Each event's trace in turn, the later ones headed by why they joined; when
+    it grows long, the first lines (why the case opened) and the newest are kept."""
+    lines: list[str] = []
+    for e in events:
+        if e.joined:
+            lines.append(f"case: event {e.event_id} from {e.source_id} joined ({e.joined})")
+        lines.extend(e.trace)
+    if len(lines) <= MAX_TRACE_LINES:
+        return lines
+    half = MAX_TRACE_LINES // 2
+    return lines[:half] + [f"… {len(lines) - 2 * half} lines omitted"] + lines[-half:]
 
 
 def _actor(actor: str) -> str:

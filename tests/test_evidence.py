@@ -164,3 +164,49 @@ def test_evidence_survives_the_trip_over_redis_fields():
     for name in ("before", "after", "clip"):
         old.pop(name)
     assert Event.from_message(old).clip is None
+
+
+# ---------------------------------------------------------------- the builder files them with the case
+
+T0 = 1_780_000_000.0  # a live source's Unix seconds
+LAT, LON = 30.6, 114.3
+
+
+def live_events(source="cam-1", start=T0, sightings=(False, False) + (True,) * 8 + (False,) * 35) -> list[Event]:
+    events = patrol(construction_rules(update_every_s=1.0), list(sightings), start=start)
+    for e in events:
+        e.source_id, e.lat, e.lon = source, LAT, LON
+    return events
+
+
+@pytest.fixture
+def builder(store, taxonomy, grid, tmp_path):
+    return CaseBuilder(store, taxonomy, grid, EvidenceStore(tmp_path / "evidence"))
+
+
+def test_builder_keeps_the_newest_revisions_views_and_ignores_stale_ones(builder, store):
+    events = live_events()
+    for e in events:
+        case = builder.apply(e, "fixed")
+    stale = replace(events[0], revision=0)  # an old revision arriving late changes nothing
+    assert builder.apply(stale, "fixed") is None
+    items = store.evidence(case.id)
+    assert sorted(e.kind for e in items) == ["after", "before", "clip"]  # one of each for the one event
+    got = {e.kind: e for e in items}
+    files = builder.evidence
+    closed = events[-1]
+    assert files.get(got["before"].key) == closed.before and got["before"].ts == closed.before_ts
+    assert files.get(got["after"].key) == closed.after and got["after"].ts == closed.after_ts
+    assert files.get(got["clip"].key) == closed.clip and got["clip"].key.endswith(".mp4")
+    assert got["clip"].media_type == "video/mp4" and got["before"].media_type == "image/jpeg"
+    assert not shed_visible(files.get(got["before"].key)) and not shed_visible(files.get(got["after"].key))
+
+
+def test_views_of_a_reviewed_case_stay_as_reviewed(builder, store):
+    first, *later = live_events()
+    case = builder.apply(first, "fixed")
+    store.approve(case.id, "analyst.wang")
+    before = store.evidence(case.id)
+    for e in later:
+        builder.apply(e, "fixed")
+    assert store.evidence(case.id) == before
