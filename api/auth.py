@@ -23,7 +23,8 @@ import threading
 from typing import Callable
 from urllib.parse import quote, urlsplit
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyCookie, HTTPBearer
 
 from cases.accounts import ROLES, Accounts, Principal, Unauthenticated
 
@@ -37,6 +38,13 @@ SESSION_COOKIE = "patrol_session"
 IMPLIED_BY = {"analyst": ("admin",), "operator": ("admin",)}
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+# Declared for the OpenAPI document only (a lock on every protected route, and the
+# "Authorize" button of /docs); the checking is done below, with reasons in the 401s.
+_bearer_doc = HTTPBearer(auto_error=False, scheme_name="bearer",
+                         description="a session token from POST /api/v1/auth/login, or an API token")
+_cookie_doc = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, scheme_name="sessionCookie",
+                           description="set by POST /api/v1/auth/login (browsers)")
 
 
 def allows(roles: tuple[str, ...] | frozenset[str], role: str) -> bool:
@@ -116,7 +124,7 @@ def require(*roles: str) -> Callable[[Request], Principal]:
     allowed = _expand(roles)
     needs = " or ".join(sorted(allowed))
 
-    def dependency(request: Request) -> Principal:
+    def dependency(request: Request, _b=Depends(_bearer_doc), _c=Depends(_cookie_doc)) -> Principal:
         principal = _authenticate(request)
         if principal.role not in allowed:
             raise HTTPException(403, f"forbidden: role {principal.role!r} may not use this; it needs {needs}")
@@ -147,7 +155,7 @@ def require_page(*roles: str) -> Callable[[Request], Principal]:
     def dependency(request: Request) -> Principal:
         if optional_principal(request) is None:
             raise HTTPException(303, "log in first", headers={"Location": login_url(request)})
-        return check(request)
+        return check(request, None, None)
 
     dependency.roles = check.roles
     return dependency
