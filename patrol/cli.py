@@ -375,6 +375,49 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    """Serve the sample clips as a simulated city of live sources; write its registry."""
+    from streams.camera_media import MediaError
+    from streams.simulate import CITY_MIX, KINDS, CitySimulation, SimulationError, plan, progress_printer
+
+    given = {k: getattr(args, k) for k in KINDS}
+    counts = dict(CITY_MIX) if all(v is None for v in given.values()) else {k: v or 0 for k, v in given.items()}
+    if any(v < 0 for v in counts.values()):
+        return _fail("source counts cannot be negative")
+    if not sum(counts.values()):
+        return _fail("nothing to simulate: every count is 0")
+    try:
+        sim = CitySimulation(plan(counts, args.samples), cache_dir=args.cache)
+        sim.prepare(progress_printer(sys.stderr))
+        served = sim.serve(args.transport, port=args.port)
+    except (SimulationError, MediaError) as err:
+        return _fail(str(err))
+    try:
+        out = served.write_registry(args.out)
+        print(f"simulated city: {', '.join(f'{n} {k}' for k, n in counts.items() if n)} over {args.transport}")
+        for m in sim.media_table():
+            print(f"  media {m['path']}: {m['width']}x{m['height']} {m['fps']:g} fps, {m['kbps']:.0f} kbit/s, "
+                  f"GOP {m['gop_s']:g} s, {m['duration_s']:g} s loop")
+        if not args.quiet:
+            for e in served.registry()["sources"]:
+                print(f"  {e['id']:<20} {e['url']}" + (f"  (sub {e['sub_url']})" if e.get("sub_url") else ""))
+        print(f"registry: {out}")
+        if args.transport == "file":
+            print("file sources play as live cameras in a worker with looping on, e.g.\n"
+                  f"  PATROL_WORKER__LOOP_FILES=true PATROL_SOURCES={out} patrol worker --no-leases\n"
+                  f"  patrol demo --sources {out}")
+            return 0
+        print(f"serving until Ctrl-C; e.g. PATROL_SOURCES={out} patrol worker --no-leases", flush=True)
+        stop = _stop_on_signals()
+        while not stop.wait(1.0):
+            dead = served.failed()
+            if dead:
+                return _fail(f"the simulation lost a server or publisher: {dead[0]} (logs in {served.workdir})", 1)
+        return 0
+    finally:
+        served.close()
+
+
 def cmd_train(args) -> int:
     from vision.training import generate_dataset, train
 
@@ -477,6 +520,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
     b.add_argument("--json", action="store_true")
     b.set_defaults(fn=cmd_bench)
+
+    sm = sub.add_parser("simulate", help="serve the sample clips as a simulated city of live sources")
+    for kind, n in (("fixed", 50), ("vehicle", 3), ("drone", 1), ("mobile", 200)):
+        sm.add_argument(f"--{kind}", type=int, metavar="N",
+                        help=f"{kind} sources (the city has {n}; with no count at all, the whole city)")
+    sm.add_argument("--transport", choices=["rtsp", "rtmp", "file"], default="rtsp",
+                    help="rtsp: one GStreamer RTSP server; rtmp: nginx-rtmp + one ffmpeg per stream; "
+                         "file: no server, the registry points at the files (default rtsp)")
+    sm.add_argument("--port", type=int, help="server port (default: a free one)")
+    sm.add_argument("--out", default=str(ROOT / "var" / "sim" / "registry.yaml"), help="registry to write")
+    sm.add_argument("--cache", default=str(ROOT / ".cache" / "sim"), help="prepared camera-cost media")
+    sm.add_argument("--samples", default=str(ROOT / "sample_videos"), help="the clips to play (default sample_videos/)")
+    sm.add_argument("-q", "--quiet", action="store_true", help="do not list every source's URL")
+    sm.set_defaults(fn=cmd_simulate)
 
     t = sub.add_parser("train", help="train the detector (from generated data, or a YOLO data set)")
     src = t.add_mutually_exclusive_group(required=True)
