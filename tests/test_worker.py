@@ -182,3 +182,40 @@ def test_the_worker_publishes_events_found_by_the_default_model(bus, tmp_path, c
     assert x1 <= cx <= x2 and y1 <= cy <= y2, f"box {last.bbox} is not on the structure at {truth['bbox']}"
     snapshot = cv2.imdecode(np.frombuffer(last.snapshot, np.uint8), cv2.IMREAD_COLOR)
     assert snapshot is not None and snapshot.ndim == 3  # a JPEG an analyst can open
+
+
+# ---------------------------------------------------------------- a detector that cannot keep up
+
+
+class SlowDetector(NoDetections):
+    """A detector that takes ``seconds`` per call, as an overloaded CPU or GPU does:
+    what is being tested is the worker around it."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def detect(self, images):
+        time.sleep(self.seconds)
+        return super().detect(images)
+
+
+@pytest.mark.parametrize("detector_s, lagging", [(1.2, True), (0.0, False)])
+def test_a_slow_detector_shows_as_lag_and_drops_never_as_a_blocked_reader(bus, clip, detector_s, lagging):
+    interval_s = 0.25
+    src = Source(id="cam-busy", kind="fixed", url=str(clip), policy=SamplingPolicy(interval_s=interval_s, gate=False))
+    detector = SlowDetector(detector_s)
+    worker = worker_for(bus, [src], detector)
+    with running(worker):
+        st = wait_for(lambda: (s := state_of(bus, "cam-busy")).get("samples", 0) >= 12 and s.get("lag_s") is not None
+                      and s, 15, "three seconds of samples")
+        reader = worker.readers["cam-busy"].stats()
+    # The reader kept its pace whatever the detector did: four samples a second.
+    assert reader["samples_per_s"] == pytest.approx(1 / interval_s, abs=1.0)
+    assert st["state"] == "live" and st["lagging"] is lagging
+    if lagging:
+        # each sample waited for the detector call in progress, then for its own
+        assert st["lag_s"] > 2 * interval_s and st["dropped"] >= 4
+        assert worker.stats["infer_ms"] >= 1000
+    else:
+        assert st["lag_s"] < 2 * interval_s and st["dropped"] <= 2

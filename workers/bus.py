@@ -153,9 +153,13 @@ class Bus:
         pipe.execute()
 
     def workers(self) -> dict[str, dict]:
+        """Live workers (their heartbeats have not expired): id -> what each last
+        said of itself, plus ``reported_at``."""
         out = {}
         for key in self.r.scan_iter(match=WORKERS + "*"):
             h = self.r.hgetall(key)
             if h:
-                out[key.decode()[len(WORKERS):]] = json.loads(h[b"json"])
+                info = json.loads(h[b"json"])
+                info["reported_at"] = float(h[b"at"])
+                out[key.decode()[len(WORKERS):]] = info
         return out

@@ -3,7 +3,10 @@
 Each source has its own reader thread that keeps only its newest sample; the
 worker's loop takes whatever is new from all of them and runs one batched
 patrol step. A slow detector therefore delays no reader, and a dead camera
-delays nothing at all.
+delays nothing at all. What a slow detector does cost is visible per source:
+samples overwritten before the detector took them (``dropped``), how long the
+newest sample waited to be analysed (``lag_s``) and ``lagging`` when that is
+more than twice the source's sampling interval.
 
 Many workers share one registry by leasing its sources (workers/leases.py):
 each patrols only the sources it holds, and the sources of a worker that dies
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import resource
 import socket
 import threading
 import time
@@ -30,6 +34,35 @@ from workers.leases import LeaseManager
 log = logging.getLogger(__name__)
 
 HEARTBEAT_TTL_S = 15  # a worker without leases: how long its heartbeat outlives it
+LAGGING_FACTOR = 2.0  # a sample analysed later than this many intervals after it was read is late
+
+
+class ProcessUsage:
+    """This process's CPU use (percent of one core, over the last second or more)
+    and resident memory, from the kernel: what an operator sizes workers by."""
+
+    def __init__(self, min_window_s: float = 1.0):
+        self.min_window_s = min_window_s
+        self._lock = threading.Lock()
+        self._last = (time.monotonic(), time.process_time())
+        self._percent = 0.0
+
+    def cpu_percent(self) -> float:
+        with self._lock:
+            now, cpu = time.monotonic(), time.process_time()
+            wall = now - self._last[0]
+            if wall >= self.min_window_s:
+                self._percent = round(100.0 * (cpu - self._last[1]) / wall, 1)
+                self._last = (now, cpu)
+            return self._percent
+
+    @staticmethod
+    def rss_bytes() -> int:
+        try:  # resident pages now (Linux)
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):  # elsewhere: the peak, which is what the kernel offers
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def default_worker_id() -> str:
@@ -71,7 +104,14 @@ class PatrolWorker:
         self.tracks: dict[str, Track] = {}
         self.details: dict[str, str] = {}  # source id -> what its reader said on entering its state
         self.unsent: list = []  # events waiting for Redis to come back
-        self.stats = {"steps": 0, "samples": 0, "events": 0, "last_batch": 0, "infer_ms": 0.0}
+        # last_batch: samples in the latest patrol step; detect_batch: how many of them the
+        # detector looked at (the gate skips the rest); infer_ms: that detector call alone;
+        # step_ms: the whole step (gate, detector, rules).
+        self.stats = {"steps": 0, "samples": 0, "events": 0, "last_batch": 0, "detect_batch": 0,
+                      "infer_ms": 0.0, "step_ms": 0.0}
+        self.usage = ProcessUsage()
+        self.started_at = time.time()
+        self.lag: dict[str, float] = {}  # source id -> seconds its newest analysed sample waited
         self._failed: set[str] = set()  # held sources whose reader could not be started
         self._retired: list[LiveReader] = []  # stopped readers whose threads may still be finishing
         self._changed = threading.Event()  # a reader changed state: report soon
@@ -83,7 +123,9 @@ class PatrolWorker:
         reader = LiveReader(src.id, src.sub_url or src.url, interval_s=pol.interval_s, max_side=self.max_side,
                             keyframes_only=pol.keyframes_only, loop=self.loop_files, on_state=self._on_state,
                             **self.reader_options)
-        self.pipeline.add_source(src.id, src.zones, gate=pol.gate and src.kind == "fixed", recheck_s=pol.recheck_s)
+        # a camera that moves gets the gate that lines samples up before comparing them
+        self.pipeline.add_source(src.id, src.zones, gate=pol.gate, recheck_s=pol.recheck_s,
+                                 moving=src.kind != "fixed")
         if src.srt:  # recorded flight replayed: positions from its telemetry, by file time
             self.tracks[src.id] = parse_srt(src.srt)
         self.readers[src.id] = reader.start()
@@ -107,7 +149,9 @@ class PatrolWorker:
             self.stats["events"] += 1
 
     def _heartbeat_info(self) -> dict:
-        info = {"sources": len(self.readers), **self.stats, "leases": self.leases is not None}
+        info = {"sources": len(self.readers), **self.stats, "leases": self.leases is not None,
+                "cpu_percent": self.usage.cpu_percent(), "rss_bytes": self.usage.rss_bytes(),
+                "pid": os.getpid(), "host": socket.gethostname(), "started_at": self.started_at}
         if self.leases is not None:
             info["leased"] = sorted(self.leases.held())
         return info
@@ -124,7 +168,10 @@ class PatrolWorker:
                 st.update(worker=self.worker_id, kind=self.sources[sid].kind, name=self.sources[sid].name,
                           detail=self.details.get(sid, ""))
                 if st.get("last_sample_ts"):
-                    st["lag_s"] = round(time.time() - st["last_sample_ts"], 1)
+                    st["age_s"] = round(time.time() - st["last_sample_ts"], 1)  # of the reader's newest sample
+                lag = self.lag.get(sid)
+                st["lag_s"] = round(lag, 2) if lag is not None else None
+                st["lagging"] = lag is not None and st["state"] == "live" and lag > LAGGING_FACTOR * st["interval_s"]
                 self.bus.set_source_state(sid, st)
             self.bus.heartbeat(self.worker_id, self._heartbeat_info(), ttl_s=self.heartbeat_ttl_s)
         except (redis.ConnectionError, redis.TimeoutError) as err:
@@ -142,7 +189,12 @@ class PatrolWorker:
         if frames:
             t0 = time.perf_counter()
             events = self.pipeline.step(frames)
-            self.stats["infer_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            done = time.time()
+            for f in frames:  # from the reader decoding it to the rules having seen it
+                self.lag[f.source_id] = max(0.0, done - f.ts)
+            self.stats["step_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            self.stats["infer_ms"] = round(self.pipeline.last_detect_ms, 1)
+            self.stats["detect_batch"] = self.pipeline.last_batch
             self.stats["steps"] += 1
             self.stats["samples"] += len(frames)
             self.stats["last_batch"] = len(frames)
@@ -173,6 +225,7 @@ class PatrolWorker:
         reader.stop(timeout=0)
         self._retired.append(reader)
         self.tracks.pop(sid, None)
+        self.lag.pop(sid, None)
         self.details.pop(sid, None)  # (after stop(): it reports "stopped" through _on_state)
         self._publish(self.pipeline.remove_source(sid))
 

@@ -2,9 +2,12 @@
 
 Workers write their sources' and their own state to Redis; this endpoint renders
 what is there at scrape time (a custom collector), so any API node can be
-scraped and no worker needs an HTTP port of its own.
+scraped and no worker needs an HTTP port of its own. ``GET /api/v1/workers`` is
+the same worker state as JSON.
 """
 from __future__ import annotations
+
+import time
 
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
@@ -29,8 +32,17 @@ class _Snapshot:
         sources = self.bus.source_states() if self.bus is not None else {}
         workers = self.bus.workers() if self.bus is not None else {}
         state = GaugeMetricFamily("patrol_source_state", "1 for the source's current state", labels=["source", "kind", "state"])
-        up = GaugeMetricFamily("patrol_source_samples_per_second", "analysed samples per second", labels=["source"])
-        lag = GaugeMetricFamily("patrol_source_lag_seconds", "age of the newest sample", labels=["source"])
+        up = GaugeMetricFamily("patrol_source_samples_per_second", "samples taken per second", labels=["source"])
+        lag = GaugeMetricFamily("patrol_source_lag_seconds",
+                                "how long the newest analysed sample waited from being read to being analysed",
+                                labels=["source"])
+        lagging = GaugeMetricFamily("patrol_source_lagging",
+                                    "1 while samples are analysed more than two intervals after being read",
+                                    labels=["source"])
+        age = GaugeMetricFamily("patrol_source_sample_age_seconds", "age of the reader's newest sample",
+                                labels=["source"])
+        error = GaugeMetricFamily("patrol_source_error_info", "1 with the source's last error as a label",
+                                  labels=["source", "error"])
         counters = {
             name: CounterMetricFamily(f"patrol_source_{name}", help_, labels=["source"])
             for name, help_ in (("samples", "samples taken from the stream"),
@@ -45,20 +57,32 @@ class _Snapshot:
             up.add_metric([sid], float(st.get("samples_per_s") or 0.0))
             if st.get("lag_s") is not None:
                 lag.add_metric([sid], float(st["lag_s"]))
+            lagging.add_metric([sid], 1.0 if st.get("lagging") else 0.0)
+            if st.get("age_s") is not None:
+                age.add_metric([sid], float(st["age_s"]))
+            if st.get("last_error"):
+                error.add_metric([sid, str(st["last_error"])[:200]], 1.0)
             for name, fam in counters.items():
                 fam.add_metric([sid], float(st.get(name) or 0))
-        yield from (state, up, lag, *counters.values())
+        yield from (state, up, lag, lagging, age, error, *counters.values())
 
-        held = GaugeMetricFamily("patrol_worker_sources", "sources the worker patrols", labels=["worker"])
-        batch = GaugeMetricFamily("patrol_worker_batch_size", "samples in the last detector call", labels=["worker"])
-        infer = GaugeMetricFamily("patrol_worker_step_milliseconds", "time of the last patrol step", labels=["worker"])
+        gauges = {
+            key: GaugeMetricFamily(f"patrol_worker_{name}", help_, labels=["worker"])
+            for key, name, help_ in (
+                ("sources", "sources", "sources the worker patrols"),
+                ("detect_batch", "batch_size", "samples in the last detector call"),
+                ("infer_ms", "inference_milliseconds", "time of the last detector call"),
+                ("step_ms", "step_milliseconds", "time of the last patrol step (gate, detector, rules)"),
+                ("cpu_percent", "cpu_percent", "CPU used by the worker process, percent of one core"),
+                ("rss_bytes", "memory_bytes", "resident memory of the worker process"),
+            )
+        }
         events = CounterMetricFamily("patrol_worker_events", "events published", labels=["worker"])
         for wid, w in workers.items():
-            held.add_metric([wid], float(w.get("sources", 0)))
-            batch.add_metric([wid], float(w.get("last_batch", 0)))
-            infer.add_metric([wid], float(w.get("infer_ms", 0.0)))
+            for key, fam in gauges.items():
+                fam.add_metric([wid], float(w.get(key) or 0))
             events.add_metric([wid], float(w.get("events", 0)))
-        yield from (held, batch, infer, events)
+        yield from (*gauges.values(), events)
 
         if self.bus is not None:
             pending = GaugeMetricFamily("patrol_events_pending", "events read by a case builder, not yet stored")
@@ -76,3 +100,13 @@ def metrics(bus=Depends(get_bus), parts=Depends(get_parts)):
     registry = CollectorRegistry()
     registry.register(_Snapshot(bus, parts))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/v1/workers", summary="Every live worker: its sources, batch, inference time, CPU and memory")
+def list_workers(bus=Depends(get_bus)):
+    """What each worker last said of itself in its heartbeat (a worker whose
+    heartbeat expired is gone and not listed), with how many seconds ago."""
+    workers = bus.workers() if bus is not None else {}
+    now = time.time()
+    items = [{"id": wid, **info, "age_s": round(now - info["reported_at"], 1)} for wid, info in sorted(workers.items())]
+    return {"items": items, "total": len(items)}
