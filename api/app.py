@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api.routers import cases, health, metrics, sources, ui
 from api.routers import admin, auth
 from api.routers import audit, feed
+from api.routers import uploads
 from patrol.wiring import Parts
 
 DESCRIPTION = """City Patrol proposes **draft cases** (street vending, illegal construction, dust)
@@ -26,7 +27,9 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
                                 {"name": "admin", "description": "Users and API tokens (admin only)"},
                                 {"name": "platform", "description": "The case platform's feeds of confirmed cases "
                                  "and raw events (docs/platform-interface.md; webhooks are described there too)"},
-                                {"name": "audit", "description": "Audit log and webhook deliveries (admin only)"}])
+                                {"name": "audit", "description": "Audit log and webhook deliveries (admin only)"},
+                                {"name": "uploads", "description": "Drone flight uploads: resumable chunks, checks, "
+                                 "the analysis job and its progress (operators: their own flights)"}])
     app.state.parts = parts
     app.state.bus = bus
     app.state.registry = registry
@@ -40,5 +43,7 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(feed.router)
     app.include_router(audit.router)
+    app.include_router(uploads.router)
+    app.include_router(uploads.pages)
     return app
 

@@ -100,6 +100,20 @@ class Runtime:
         t.start()
         return t
 
+    def upload_thread(self, stop: threading.Event, worker_id: str | None = None) -> threading.Thread:
+        """Upload jobs (workers/uploads.py) on their own thread, with a detector of their own
+        (models are not shared between threads). Needs the upload area and the database."""
+        from patrol.analyze import analyze_video
+        from patrol.wiring import Parts
+        from workers.uploads import UploadQueue, UploadWorker, consumer_name
+
+        worker = UploadWorker(UploadQueue(self.bus.r), Parts(self.settings), analyze_video,
+                              consumer=f"{worker_id}-uploads" if worker_id else consumer_name(),
+                              claim_idle_ms=int(self.settings.uploads.claim_idle_s * 1000))
+        t = threading.Thread(target=worker.run, args=(stop,), name="upload-worker", daemon=True)
+        t.start()
+        return t
+
     def serve_api(self, stop: threading.Event, host: str, port: int) -> None:
         import uvicorn
 
@@ -126,12 +140,14 @@ def cmd_demo(args) -> int:
     stop = _stop_on_signals()
     rt.builder_thread(stop)
     rt.worker_thread(stop)
+    rt.upload_thread(stop)
     host, port = settings.api.host, args.port or settings.api.port
     settings.api.port = port  # evidence URLs in the feed and webhooks name the port actually served
     rt.delivery_thread(stop)
     print(f"City Patrol demo: {len(rt.registry)} sources from {settings.sources}", flush=True)
     print(f"  review page   http://{host}:{port}/", flush=True)
     print(f"  API (OpenAPI) http://{host}:{port}/docs", flush=True)
+    print(f"  drone uploads http://{host}:{port}/uploads", flush=True)
     print(f"  data          {data_dir}  (Redis: {rt.redis_url})", flush=True)
     _print_demo_users(rt, data_dir)
     print("Draft cases appear as the sample videos play (within a minute or two). Ctrl-C stops.", flush=True)
@@ -189,9 +205,12 @@ def cmd_worker(args) -> int:
     threads = [rt.worker_thread(stop, args.source, lease_ttl_s=ttl, worker_id=args.worker_id)]
     if args.with_builder:
         threads.append(rt.builder_thread(stop))
+    if not args.no_uploads:
+        threads.append(rt.upload_thread(stop, args.worker_id))
     n = len(args.source or rt.registry.sources)
     sharing = "all of them (no leases)" if args.no_leases else f"shared with other workers by lease (ttl {ttl:g} s)"
-    print(f"patrol worker: {n} source(s), {sharing}, Redis {rt.redis_url}", flush=True)
+    uploads = "" if args.no_uploads else f"; drone upload jobs from {settings.uploads_dir}"
+    print(f"patrol worker: {n} source(s), {sharing}, Redis {rt.redis_url}{uploads}", flush=True)
     try:
         while not stop.is_set() and all(t.is_alive() for t in threads):
             stop.wait(0.5)
@@ -481,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--lease-ttl", type=float, default=10.0, metavar="S",
                    help="seconds a dead worker's sources stay leased before others take them (default 10)")
     w.add_argument("--worker-id", help="this worker's name in Redis; unique per process (default: worker-HOST-PID)")
+    w.add_argument("--no-uploads", action="store_true",
+                   help="do not take drone upload jobs (they need the upload area and the database)")
     w.set_defaults(fn=cmd_worker)
 
     a = sub.add_parser("analyze", help="analyse one video file offline and print its draft cases")
