@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.routers import cases, health, metrics, sources, ui
+from api.routers import cases, health, metrics, review, sources, ui
 from api.routers import admin, auth
 from api.routers import audit, feed
 from api.routers import uploads
@@ -33,6 +33,7 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
     app.state.parts = parts
     app.state.bus = bus
     app.state.registry = registry
+    app.include_router(review.router)  # first: its /cases/stream must not be taken for /cases/{case_id}
     app.include_router(cases.router)
     app.include_router(sources.router)
     app.include_router(health.router)

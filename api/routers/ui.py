@@ -1,30 +1,169 @@
-"""A minimal review page: the newest draft cases with their evidence (the full
-keyboard-driven console comes later)."""
+"""The analysts' review console and the source status page.
+
+Server-rendered: the page, the queue and a case's detail are Jinja templates; the
+console's script (``ui/static/console.js``) fetches the queue and detail fragments
+from here, sends review actions to the JSON API, handles the keys, and listens to
+``/api/v1/cases/stream`` for new drafts. No front-end build.
+"""
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api.auth import require_page
-from api.deps import parts as get_parts
+from api.auth import Principal, require, require_page
+from api.deps import bus as get_bus, parts as get_parts, registry as get_registry
+from api.gridmap import grid_map
+from api.routers.sources import list_sources
+from cases import evidence_index
+from cases.store import ORDERS, REJECT_REASONS, STATUSES
+from patrol.wiring import Parts
+from streams.frame import is_wall_clock
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "ui" / "templates"))
+UI = Path(__file__).resolve().parents[1] / "ui"
+templates = Jinja2Templates(directory=str(UI / "templates"))
+STATIC = re.compile(r"[a-z0-9_-]+\.(js|css)")
+CITY_TZ = timezone(timedelta(hours=8))  # the command centre reads China Standard Time
+QUEUE_LIMIT = 100
 
-EVENT_NAMES = {"street_vending": "Street vending 占道经营", "illegal_construction": "Illegal construction 私搭乱建",
-               "dust": "Dust 扬尘"}
+EVENT_NAMES = {"street_vending": "占道经营 Street vending", "illegal_construction": "私搭乱建 Illegal construction",
+               "dust": "扬尘 Dust"}
+REASON_NAMES = {"false_alarm": "误报 False alarm", "duplicate": "重复 Duplicate", "permitted": "已审批 Permitted",
+                "other": "其他 Other"}
+STATUS_NAMES = {"draft": "草稿 Draft", "approved": "已确认 Approved", "rejected": "已驳回 Rejected"}
+KIND_NAMES = {"fixed": "视频监控 fixed camera", "vehicle": "巡查车 patrol vehicle", "drone": "无人机 drone",
+              "mobile": "移动巡查 body camera / phone"}
+
+
+def _when(ts: float | None) -> str:
+    """A sample or event time: China time for live sources, seconds into the file for uploads."""
+    if ts is None:
+        return "—"
+    if is_wall_clock(ts):
+        return datetime.fromtimestamp(ts, CITY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{ts:.1f} s into the video"
+
+
+def _local(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return dt.astimezone(CITY_TZ).strftime(fmt) if dt else "—"
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["local"] = _local
+templates.env.globals.update(event_names=EVENT_NAMES, reason_names=REASON_NAMES, status_names=STATUS_NAMES,
+                             kind_names=KIND_NAMES)
+
+
+class QueueFilter:
+    """The queue's filters, from the query string (the same names as ``GET /api/v1/cases``).
+
+    ``since``/``until`` come from ``datetime-local`` inputs: wall time in the city."""
+
+    def __init__(self, status: str | None = "draft", event_type: str | None = None, source_id: str | None = None,
+                 grid: str | None = None, since: str | None = None, until: str | None = None, order: str = "newest"):
+        self.status = status if status in STATUSES else None
+        self.event_type = event_type or None
+        self.source_id = source_id or None
+        self.grid = (grid or "").strip() or None
+        if self.grid is not None and not self.grid.isdigit():
+            raise HTTPException(422, f"grid must be digits (a cell code or a street/community prefix), got {grid!r}")
+        self.since, self.until = _local_time(since, "since"), _local_time(until, "until")
+        self.order = order if order in ORDERS else "newest"
+
+    def query(self) -> dict:
+        return {"status": self.status, "event_type": self.event_type, "source_id": self.source_id, "grid": self.grid,
+                "since": self.since, "until": self.until, "order": self.order}
+
+    def form(self) -> dict:
+        """What the filter inputs show."""
+        return {**self.query(), "status": self.status or "",
+                "since": self.since.astimezone(CITY_TZ).strftime("%Y-%m-%dT%H:%M") if self.since else "",
+                "until": self.until.astimezone(CITY_TZ).strftime("%Y-%m-%dT%H:%M") if self.until else ""}
+
+
+def _local_time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(422, f"{name} must be a date and time like 2026-11-29T08:30, got {value!r}") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=CITY_TZ)
+
+
+def _queue(parts: Parts, flt: QueueFilter) -> dict:
+    page = parts.store.list_cases(**flt.query(), limit=QUEUE_LIMIT)
+    return {"cases": page.items, "total": page.total, "filter": flt.form()}
+
+
+def _source_names(registry) -> dict[str, str]:
+    return {s.id: s.name or s.id for s in registry} if registry is not None else {}
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, status: str | None = "draft", event_type: str | None = None, parts=Depends(get_parts),
-          _=Depends(require_page("analyst"))):  # not logged in: to /login and back
-    status = status or None
-    event_type = event_type or None
-    page = parts.store.list_cases(status=status, event_type=event_type, limit=100)
-    return templates.TemplateResponse(request, "cases.html", {
-        "cases": page.items, "total": page.total, "status": status or "", "event_type": event_type or "",
-        "event_names": EVENT_NAMES,
+def console(request: Request, flt: QueueFilter = Depends(), parts: Parts = Depends(get_parts),
+            registry=Depends(get_registry), principal: Principal = Depends(require_page("analyst"))):
+    taxonomy = parts.taxonomy
+    return templates.TemplateResponse(request, "console.html", {
+        **_queue(parts, flt), "user": principal, "sources": _source_names(registry),
+        "event_types": taxonomy.event_types(), "categories": taxonomy.categories(), "reasons": REJECT_REASONS,
+        "statuses": STATUSES,
     })
+
+
+@router.get("/ui/queue", response_class=HTMLResponse)
+def queue(request: Request, flt: QueueFilter = Depends(), parts: Parts = Depends(get_parts),
+          registry=Depends(get_registry), _: Principal = Depends(require("analyst"))):
+    return templates.TemplateResponse(request, "_queue.html", {**_queue(parts, flt),
+                                                               "sources": _source_names(registry)})
+
+
+@router.get("/ui/cases/{case_id}", response_class=HTMLResponse)
+def case_detail(request: Request, case_id: int, parts: Parts = Depends(get_parts), registry=Depends(get_registry),
+                _: Principal = Depends(require("analyst"))):
+    case = parts.store.get_case(case_id)
+    if case is None:
+        raise HTTPException(404, f"no case with id {case_id}")
+    items = parts.store.evidence(case_id)
+    views = {kind: {"url": f"/api/v1/cases/{case_id}/evidence/{e.id}", "ts": e.ts, "source_id": e.source_id}
+             for kind, e in evidence_index.pick(items).items()}
+    gmap = grid_map(parts.grid, case.lat, case.lon, case.grid) if parts.grid is not None else None
+    return templates.TemplateResponse(request, "_case.html", {
+        "case": case, "views": views, "clips": sum(e.kind == "clip" for e in items), "map": gmap,
+        "actions": parts.store.actions(case_id), "events": parts.store.events(case_id),
+        "sources": _source_names(registry),
+    })
+
+
+@router.get("/sources", response_class=HTMLResponse)
+def sources_page(request: Request, bus=Depends(get_bus), registry=Depends(get_registry),
+                 principal: Principal = Depends(require_page("analyst", "operator"))):
+    return templates.TemplateResponse(request, "sources.html", {**_sources(bus, registry), "user": principal})
+
+
+@router.get("/ui/sources", response_class=HTMLResponse)
+def sources_table(request: Request, bus=Depends(get_bus), registry=Depends(get_registry),
+                  _: Principal = Depends(require("analyst", "operator"))):
+    return templates.TemplateResponse(request, "_sources.html", _sources(bus, registry))
+
+
+def _sources(bus, registry) -> dict:
+    rows = list_sources(bus=bus, registry=registry)["items"]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return {"rows": rows, "counts": dict(sorted(counts.items())), "redis": bus is not None,
+            "now": _local(datetime.now(timezone.utc))}
+
+
+@router.get("/ui/static/{name}")
+def static(name: str):
+    if not STATIC.fullmatch(name) or not (UI / "static" / name).is_file():
+        raise HTTPException(404, f"no static file {name!r}")
+    media = "text/javascript" if name.endswith(".js") else "text/css"
+    return FileResponse(UI / "static" / name, media_type=media, headers={"Cache-Control": "no-cache"})

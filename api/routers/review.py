@@ -1,0 +1,147 @@
+"""What the review console needs beyond the case routes: every piece of a case's
+evidence, merging two drafts, moving a draft, the grid cell at a point, and a
+stream that tells open consoles when cases change.
+
+The stream is server-sent events over the store, not over Redis: whichever
+process or machine built or reviewed a case, the database is where it shows, so
+a console learns of it without the builder knowing consoles exist.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import Principal, require
+from api.deps import parts as get_parts
+from api.routers.cases import Actor, CaseOut, _case_or_404, _review
+from cases import evidence_index
+from patrol.wiring import Parts
+
+router = APIRouter(prefix="/api/v1", tags=["cases"])
+analyst = require("analyst")
+
+STREAM_POLL_S = 2.0  # how often a stream looks for changes in the store
+STREAM_HEARTBEAT_S = 15.0  # a comment line, so proxies and the browser know the stream is alive
+STREAM_MAX_S = 600.0  # then the stream ends and the browser reconnects (it does so by itself)
+
+
+class EvidenceItem(BaseModel):
+    kind: str = Field(description="snapshot, before, after or clip")
+    url: str
+    media_type: str
+    ts: float | None = Field(None, description="the sample's time (Unix s for live sources, s into the file for uploads)")
+    source_id: str | None = None
+
+
+class CaseEvidence(BaseModel):
+    snapshot: EvidenceItem | None = Field(None, description="the best sighting, box and label drawn")
+    before: EvidenceItem | None = Field(None, description="the view before the first sighting")
+    after: EvidenceItem | None = Field(None, description="the latest view (after it ended, for an ended event)")
+    clip: EvidenceItem | None = Field(None, description="H.264 MP4: the view before, then the first sightings")
+    items: list[EvidenceItem] = Field(description="every before/after/clip of every event of the case")
+
+
+class Merge(Actor):
+    other_id: int = Field(..., description="the draft to fold into this one; it is rejected as a duplicate")
+
+
+class Location(Actor):
+    lat: float = Field(..., ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(..., ge=-180, le=180, allow_inf_nan=False)
+
+
+def _item(case_id: int, e: evidence_index.EvidenceView) -> EvidenceItem:
+    return EvidenceItem(kind=e.kind, url=f"/api/v1/cases/{case_id}/evidence/{e.id}", media_type=e.media_type,
+                        ts=e.ts, source_id=e.source_id)
+
+
+@router.get("/cases/stream", summary="Server-sent events: which cases were opened or changed",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "`event: cases` with `data: [{id, case_no, status, event_type, "
+                                            "updated_at}]` whenever cases change; a comment line every 15 s"}})
+async def stream(request: Request, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
+    store = parts.store
+    newest = await run_in_threadpool(store.changed_since, None, 1)
+    mark = newest[-1].updated_at if newest else None
+
+    async def events():
+        nonlocal mark
+        yield "retry: 3000\n\n"
+        started = last_sent = time.monotonic()
+        while time.monotonic() - started < STREAM_MAX_S:
+            changed = await run_in_threadpool(store.changed_since, mark)
+            if changed:
+                mark = changed[-1].updated_at
+                data = [{"id": c.id, "case_no": c.case_no, "status": c.status, "event_type": c.event_type,
+                         "updated_at": c.updated_at.isoformat()} for c in changed]
+                yield f"event: cases\ndata: {json.dumps(data)}\n\n"
+                last_sent = time.monotonic()
+            elif time.monotonic() - last_sent >= STREAM_HEARTBEAT_S:
+                yield ": alive\n\n"
+                last_sent = time.monotonic()
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(STREAM_POLL_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/cases/{case_id}/evidence", response_model=CaseEvidence,
+            summary="Every piece of a case's evidence: snapshot, view before, latest view, clip")
+def evidence(case_id: int, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
+    case = _case_or_404(parts, case_id)
+    items = parts.store.evidence(case_id)
+    chosen = evidence_index.pick(items)
+    snapshot = None
+    if case.snapshot_key:
+        snapshot = EvidenceItem(kind="snapshot", url=f"/api/v1/cases/{case_id}/snapshot", media_type="image/jpeg",
+                                source_id=case.source_id)
+    return CaseEvidence(snapshot=snapshot, items=[_item(case_id, e) for e in items],
+                        **{kind: _item(case_id, e) for kind, e in chosen.items()})
+
+
+@router.get("/cases/{case_id}/evidence/{item_id}", response_class=FileResponse,
+            summary="One evidence file (JPEG or MP4)",
+            responses={200: {"content": {"image/jpeg": {}, "video/mp4": {}}}})
+def evidence_file(case_id: int, item_id: int, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
+    item = next((e for e in parts.store.evidence(case_id) if e.id == item_id), None)
+    if item is None:
+        raise HTTPException(404, f"case {case_id} has no evidence item {item_id}")
+    if not parts.evidence.exists(item.key):
+        raise HTTPException(404, f"evidence file of item {item_id} is missing from the evidence store")
+    # content-addressed: a key's bytes never change, so the browser may keep them
+    return FileResponse(parts.evidence.path(item.key), media_type=item.media_type,
+                        headers={"Cache-Control": "private, max-age=86400, immutable"})
+
+
+@router.post("/cases/{case_id}/merge", response_model=CaseOut,
+             summary="Merge another draft into this one (the other is rejected as a duplicate)")
+def merge(case_id: int, body: Merge, parts: Parts = Depends(get_parts), principal: Principal = Depends(analyst)):
+    actor = body.acting(principal)
+    return _review(lambda: parts.store.merge(case_id, body.other_id, actor))
+
+
+@router.post("/cases/{case_id}/location", response_model=CaseOut,
+             summary="Move a draft to where the violation is; its grid cell follows")
+def relocate(case_id: int, body: Location, parts: Parts = Depends(get_parts), principal: Principal = Depends(analyst)):
+    actor = body.acting(principal)
+    return _review(lambda: parts.store.relocate(case_id, actor, body.lat, body.lon, parts.grid))
+
+
+@router.get("/grid/at", summary="The unit-grid cell (单元网格) at a WGS84 point")
+def grid_at(lat: float = Query(..., ge=-90, le=90), lon: float = Query(..., ge=-180, le=180),
+            parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        raise HTTPException(422, "lat and lon must be finite numbers")
+    if parts.grid is None:
+        raise HTTPException(404, "no grid is configured (cases.grid_file)")
+    return {"lat": lat, "lon": lon, "grid": parts.grid.cell_at(lat, lon)}
