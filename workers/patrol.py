@@ -8,6 +8,9 @@ samples overwritten before the detector took them (``dropped``), how long the
 newest sample waited to be analysed (``lag_s``) and ``lagging`` when that is
 more than twice the source's sampling interval.
 
+A fixed camera with a sub-stream is patrolled on the sub-stream; the evidence
+picture of its events comes from the main stream (workers/main_grab.py).
+
 Many workers share one registry by leasing its sources (workers/leases.py):
 each patrols only the sources it holds, and the sources of a worker that dies
 pass to the others when its leases expire.
@@ -30,6 +33,7 @@ from streams.telemetry import Track, parse_srt
 from vision.pipeline import Pipeline
 from workers.bus import WORKERS, Bus
 from workers.leases import LeaseManager
+from workers.main_grab import MainStreamEvidence, parse_size, uses_sub_stream
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,8 @@ class PatrolWorker:
         self.usage = ProcessUsage()
         self.started_at = time.time()
         self.lag: dict[str, float] = {}  # source id -> seconds its newest analysed sample waited
+        self.main_evidence = MainStreamEvidence(timeout_s=self.reader_options.get("open_timeout_s", 5.0),
+                                                transport=self.reader_options.get("transport", "tcp"))
         self._failed: set[str] = set()  # held sources whose reader could not be started
         self._retired: list[LiveReader] = []  # stopped readers whose threads may still be finishing
         self._changed = threading.Event()  # a reader changed state: report soon
@@ -136,6 +142,18 @@ class PatrolWorker:
         # it was stopped) would be reported with no reason at all.
         self.details[source_id] = detail
         self._changed.set()
+
+    def _emit(self, events) -> None:
+        """Publish events, those of sub-stream sources once their main-stream evidence is in."""
+        direct = []
+        for ev in events:
+            src = self.sources.get(ev.source_id)
+            if src is not None and uses_sub_stream(src):
+                reader = self.readers.get(ev.source_id)
+                self.main_evidence.add(ev, src, parse_size(reader.stats()["size"]) if reader else None)
+            else:
+                direct.append(ev)
+        self._publish(direct + self.main_evidence.ready())
 
     def _publish(self, events) -> None:
         self.unsent.extend(events)
@@ -201,7 +219,7 @@ class PatrolWorker:
         for sid, reader in list(self.readers.items()):
             if not reader.running and sid in self.pipeline.sources:  # a file ended: its events end too
                 events.extend(self.pipeline.remove_source(sid))
-        self._publish(events)
+        self._emit(events)
         return len(frames)
 
     # -- which sources this worker patrols ---------------------------------------------
@@ -227,7 +245,7 @@ class PatrolWorker:
         self.tracks.pop(sid, None)
         self.lag.pop(sid, None)
         self.details.pop(sid, None)  # (after stop(): it reports "stopped" through _on_state)
-        self._publish(self.pipeline.remove_source(sid))
+        self._emit(self.pipeline.remove_source(sid))
 
     def _sync_sources(self) -> None:
         """Readers for exactly the sources whose lease is held (patrol loop's thread)."""
@@ -327,7 +345,9 @@ class PatrolWorker:
                 reader.stop(timeout=0)
             for reader in [*self.readers.values(), *self._retired]:
                 reader.stop(timeout=2)
-            self._publish(self.pipeline.flush())
+            self._emit(self.pipeline.flush())
+            self._publish(self.main_evidence.drain())
+            self.main_evidence.close()
             self._report()
             if self.leases is not None:  # gone for good: the others need not wait for the TTL
                 try:
