@@ -67,9 +67,9 @@ def grid_map(grid: GridIndex, lat: float | None, lon: float | None, cell: str | 
     if centre is not None:
         cx, cy = gm.project(*centre)
         x1, y1, x2, y2 = cx - radius_m, cy - radius_m, cx + radius_m, cy + radius_m
-    else:
-        (x1, y2), (x2, y1) = gm.project(min(b[1] for _, b in bounds), min(b[0] for _, b in bounds)), \
-            gm.project(max(b[3] for _, b in bounds), max(b[2] for _, b in bounds))
+    else:  # nowhere to centre on: the whole city (north is up, so the top edge is the largest latitude)
+        x1, y2 = gm.project(min(b[1] for _, b in bounds), min(b[0] for _, b in bounds))
+        x2, y1 = gm.project(max(b[3] for _, b in bounds), max(b[2] for _, b in bounds))
     cells = []
     widths = []
     for code, (bx1, by1, bx2, by2) in bounds:

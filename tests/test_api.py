@@ -370,7 +370,7 @@ def test_the_review_page_shows_the_drafts_with_their_evidence(client, cases):
     for c in cases[:5]:
         assert f'src="/api/v1/cases/{c["id"]}/snapshot"' in page
     assert f'/api/v1/cases/{cases[5]["id"]}/snapshot' not in page  # it has none
-    assert "(6)" in page  # the count in the header
+    assert "6 案件 cases" in page  # the count above the queue
 
 
 def test_the_review_page_hides_decided_cases_unless_asked(client, cases):

@@ -132,7 +132,7 @@ def test_merge_through_the_api(analyst, drafts, parts):
     assert (gone["status"], gone["review_reason"], gone["reviewer"]) == ("rejected", "duplicate", "analyst.wang")
     again = analyst.post(f"/api/v1/cases/{keep.id}/merge", json={"other_id": other.id})
     assert again.status_code == 409 and "already rejected" in again.json()["detail"]
-    assert analyst.post(f"/api/v1/cases/{keep.id}/merge", json={"other_id": keep.id}).status_code == 409
+    assert analyst.post(f"/api/v1/cases/{keep.id}/merge", json={"other_id": keep.id}).status_code == 422
     assert analyst.post(f"/api/v1/cases/{keep.id}/merge", json={}).status_code == 422
     assert analyst.post(f"/api/v1/cases/{keep.id}/merge",
                         json={"other_id": drafts[1].id, "actor": "someone.else"}).status_code == 422
@@ -149,7 +149,7 @@ def test_move_through_the_api_and_the_grid_lookup(analyst, drafts, parts):
     assert r.status_code == 200, r.text
     assert (r.json()["lat"], r.json()["lon"], r.json()["grid"]) == (lat, lon, cell)
     outside = analyst.post(f"/api/v1/cases/{case.id}/location", json={"lat": 39.9, "lon": 116.4})
-    assert outside.status_code == 409 and "none of the city's 945 grid cells" in outside.json()["detail"]
+    assert outside.status_code == 422 and "none of the city's 945 grid cells" in outside.json()["detail"]
     assert analyst.post(f"/api/v1/cases/{case.id}/location", json={"lat": "north", "lon": 1}).status_code == 422
     history = analyst.get(f"/api/v1/cases/{case.id}").json()["actions"]
     assert [(a["action"], a["actor"], a["details"]["to"]["grid"]) for a in history] == [
