@@ -281,6 +281,14 @@ def test_the_page_resumes_after_a_reload_and_shows_the_drafts(tmp_path, redis_ur
             page.fill("input[name=password]", PASSWORD)
             page.click("button")
             page.wait_for_url("**/uploads")
+            # the site map: a click gives a point and the cell under it, as the server's grid says
+            box = page.locator("#sitemap").bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.6)
+            lat, lon = float(page.input_value("#lat")), float(page.input_value("#lon"))
+            assert page.input_value("#grid") == parts.grid.cell_at(lat, lon)
+            page.fill("#lat", "")
+            page.fill("#lon", "")
+            page.fill("#grid", "")  # this flight has telemetry: no site
 
             def pick_and_upload():
                 page.set_input_files("#video", str(DRONE))

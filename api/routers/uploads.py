@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 from api.auth import Principal, require, require_page
 from api.deps import bus as get_bus
 from api.deps import parts as get_parts
+from api.gridmap import grid_map
 from cases.flights import FlightError, FlightView
 from cases.grid import GridError
 from streams.uploads import PARTS, UploadError, check_sha256, clean_name, validate_srt, validate_video
@@ -312,15 +313,6 @@ def list_uploads(owner: str | None = Query(None, description="admins: only this 
     return UploadList(items=[_out(parts, f, queue) for f in page.items], total=page.total)
 
 
-@router.get("/sites", summary="Grid cells to pick a site from (code and centre)")
-def site_cells(who: Principal = Depends(OPERATORS), parts=Depends(get_parts)):
-    cells = parts.grid
-    if cells is None:
-        return []
-    return [{"code": code, "lat": round(lat, 6), "lon": round(lon, 6)}
-            for code in cells.codes for lat, lon in [cells.cell_center(code)]]
-
-
 @router.get("/{upload_id}", response_model=UploadDetail, summary="State, job progress and the draft cases found")
 def get_upload(upload_id: str, who: Principal = Depends(OPERATORS), parts=Depends(get_parts), bus=Depends(get_bus)):
     flight = _own(parts, upload_id, who)
@@ -494,6 +486,8 @@ def upload_page(request: Request, who: Principal = Depends(require_page("operato
                 parts=Depends(get_parts)):
     u = parts.settings.uploads
     return templates.TemplateResponse(request, "upload.html", {
-        "user": who, "chunk_bytes": min(u.chunk_max_bytes, 8 << 20), "max_bytes": u.max_bytes,
-        "has_grid": parts.grid is not None, "max_gib": math.floor(u.max_bytes / (1 << 30) * 10) / 10,
+        "user": who, "active": "uploads", "chunk_bytes": min(u.chunk_max_bytes, 8 << 20),
+        "max_gib": math.floor(u.max_bytes / (1 << 30) * 10) / 10,
+        # the city's own grid is the map: no tiles to fetch (offline command centres)
+        "map": grid_map(parts.grid, None, None, None) if parts.grid is not None else None,
     })
