@@ -9,7 +9,9 @@ all of that into a single draft case:
 * a known event updates its case (times, best evidence, hits, trace);
 * a new event joins an existing case of the same type when it is the same
   violation: the same source and zone, or another source within
-  ``merge_radius_m``, seen within ``cooldown_s`` of the case;
+  ``merge_radius_m``, seen within ``cooldown_s`` of the case (so a source
+  taken over from a worker that died continues its case: the new worker's
+  event joins it, and the dead worker's event, left open, is ended);
 * otherwise it opens a new case.
 
 Only drafts are changed. Once an analyst has approved or rejected a case, later
@@ -103,6 +105,7 @@ class CaseBuilder:
                 elif event.source_id not in case.source_ids:
                     case.source_ids = case.source_ids + [event.source_id]
                 s.add(_new_case_event(case.id, event, joined=reason or None))
+                _end_orphans(s, case.id, event)
             self._update(s, case, event)
             s.flush()
             feed.append_event(s, event, source_kind, case)  # last: it takes the append lock (see cases/db.py)
@@ -226,6 +229,19 @@ class CaseBuilder:
                                     ("clip", event.clip, "mp4", event.start)):
             if data:
                 evidence_index.put(s, case.id, event.event_id, event.source_id, kind, self.evidence.put(data, ext), ts)
+
+
+def _end_orphans(s: Session, case_id: int, event: Event) -> None:
+    """A worker closes a source's events before it lets the source go, so an event of
+    the same source still open in this case when a new one joins it was left by a
+    worker that died (its source taken over by another): it ended at its last
+    sighting, and the new event continues the case."""
+    orphans = s.scalars(select(CaseEvent).where(CaseEvent.case_id == case_id, CaseEvent.source_id == event.source_id,
+                                                CaseEvent.state != "closed", CaseEvent.event_id != event.event_id))
+    for row in orphans:
+        row.state, row.end = "closed", row.last_seen
+        row.trace = [*row.trace, f"ended at its last sighting: its worker stopped without closing it; "
+                                 f"event {event.event_id} of the same source continues the case"]
 
 
 def _new_case_event(case_id: int, event: Event, joined: str | None) -> CaseEvent:

@@ -9,6 +9,12 @@ about leases, not detections.
 
 A worker cut off from Redis stops its readers before its leases can expire, so
 the worker that takes them over never overlaps with it for long.
+
+The issue's done-when at city scale: two workers share a 40-source city (looped
+sample clips, every fifth with a violation), a case builder files what they find
+into SQLite, one worker is SIGKILLed mid-run; the survivor holds all 40 within
+15 s, and every violation ends with exactly one case, continued across the
+takeover rather than opened again.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,10 +36,13 @@ import media_servers
 from patrol.settings import Settings
 from test_bus import private_redis_db, redis_unreachable, wait_for
 from test_worker import NoDetections, running
-from streams.sources import SamplingPolicy, Source
+from patrol.wiring import Parts
+from streams.sources import SamplingPolicy, Source, load_registry
+from vision.events import Event
 from vision.pipeline import Pipeline
 from vision.rules import default_rules
-from workers.bus import Bus, EmbeddedRedis
+from workers.bus import EVENTS, Bus, EmbeddedRedis
+from workers.case_builder import CaseBuilderService
 from workers.leases import LeaseManager
 from workers.patrol import PatrolWorker
 
@@ -283,3 +293,210 @@ def test_a_worker_hands_its_surplus_to_a_joining_worker(shared_redis_url, clip):
     finally:
         bus.r.close()
 
+
+
+# ---------------------------------------------------------------- cases across a takeover
+
+
+def sighting(event_id: str, state: str, revision: int, start: float, last_seen: float) -> Event:
+    return Event(event_id=event_id, source_id="cam-07", event_type="street_vending", state=state, start=start,
+                 last_seen=last_seen, confidence=0.8, bbox=(10, 10, 50, 50), label="stall", zone="pavement",
+                 revision=revision, hits=3, samples=5, end=last_seen if state == "closed" else None,
+                 trace=[f"{event_id} r{revision}"])
+
+
+def test_a_taken_over_source_continues_its_case_and_the_dead_workers_event_is_ended(tmp_path):
+    builder = Parts(Settings(data_dir=tmp_path)).builder
+    t0 = 1_800_000_000.0  # wall clock: live sources
+    builder.apply(sighting("by-victim", "opened", 1, t0, t0 + 6), "fixed")
+    builder.apply(sighting("by-victim", "updated", 2, t0, t0 + 40), "fixed")
+    # SIGKILL: nothing more from the victim. The survivor takes the source ~15 s later,
+    # its rules see the stall again and open an event of their own.
+    case = builder.apply(sighting("by-survivor", "opened", 1, t0 + 55, t0 + 61), "fixed")
+    assert builder.store.list_cases(limit=10).total == 1  # one violation, one case
+    events = {e.event_id: e for e in builder.store.events(case.id)}
+    assert set(events) == {"by-victim", "by-survivor"}
+    assert "same source and zone" in events["by-survivor"].joined
+    orphan = events["by-victim"]
+    assert orphan.state == "closed" and orphan.end == t0 + 40  # ended at its last sighting
+    assert "its worker stopped without closing it" in orphan.trace[-1]
+    assert case.ended is False and case.first_seen == t0 and case.last_seen == t0 + 61
+    closed = builder.apply(sighting("by-survivor", "closed", 2, t0 + 55, t0 + 300), "fixed")
+    assert closed.ended is True and closed.id == case.id
+    # a late re-delivery of the victim's last message changes nothing
+    assert builder.apply(sighting("by-victim", "updated", 2, t0, t0 + 40), "fixed") is None
+
+
+# ---------------------------------------------------------------- a 40-source city
+
+
+CITY = 40
+VIOLATIONS = {  # sample -> (event type, where in the sample the violation is in view)
+    "fixed_street_vending": ("street_vending", 8),
+    "fixed_illegal_construction": ("illegal_construction", 12),
+}
+
+
+@pytest.fixture(scope="module")
+def city_clips(tmp_path_factory) -> dict[str, Path]:
+    """Cheap looped clips: 12 s from inside each sample's violation at 480x270 (the
+    violation stays in view across the loop), and the no-violation sample at 320x180;
+    a key frame every second, so the reader decodes only key frames."""
+    media_servers.require_ffmpeg()
+    out = tmp_path_factory.mktemp("city")
+
+    def cut(name: str, start: float, size: str) -> Path:
+        path = out / f"{name}.mp4"
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-ss", str(start), "-t", "12",
+                        "-i", str(REPO / "sample_videos" / f"{name}.mp4"), "-vf", f"scale={size}",
+                        "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-keyint_min", "10",
+                        "-sc_threshold", "0", "-bf", "0", "-an", str(path)], check=True, timeout=120)
+        return path
+
+    clips = {name: cut(name, start, "480:270") for name, (_, start) in VIOLATIONS.items()}
+    clips["fixed_no_violation"] = cut("fixed_no_violation", 0, "320:180")
+    return clips
+
+
+def city_registry(clips: dict[str, Path]) -> tuple[list[dict], dict[str, str]]:
+    """40 fixed cameras; every fifth shows a violation (alternating types). Returns the
+    registry entries and, per violating source, its event type."""
+    zones = yaml.safe_load((REPO / "sample_videos" / "fixed_street_vending.zones.yaml").read_text())["zones"]
+    names = list(VIOLATIONS)
+    entries, truth = [], {}
+    for i in range(CITY):
+        sid = f"city-{i:02d}"
+        entry = {"id": sid, "kind": "fixed", "policy": {"interval_s": 1.0}}
+        if i % 5 == 0:
+            name = names[(i // 5) % len(names)]
+            truth[sid] = VIOLATIONS[name][0]
+            entry["url"] = str(clips[name])
+            if name == "fixed_street_vending":
+                entry["zones"] = zones
+        else:
+            entry["url"] = str(clips["fixed_no_violation"])
+        entries.append(entry)
+    return entries, truth
+
+
+@pytest.mark.skipif(not Settings().model.weights.exists(), reason="default model not trained yet")
+def test_a_40_source_city_survives_a_killed_worker_without_losing_or_duplicating_a_case(
+        tmp_path, shared_redis_url, city_clips):
+    weights = Settings().model.weights
+    entries, truth = city_registry(city_clips)
+    ids = [e["id"] for e in entries]
+    registry = tmp_path / "city.yaml"
+    registry.write_text(yaml.safe_dump({"sources": entries}))
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump({
+        "redis_url": shared_redis_url, "data_dir": str(tmp_path / "data"), "sources": str(registry),
+        "model": {"weights": str(weights)},
+        "worker": {"loop_files": True, "open_timeout_s": 3, "read_timeout_s": 3},
+    }))
+    bus = Bus.connect(shared_redis_url)
+    observer = LeaseManager(bus.r, "observer")
+    # The case builder: the real service over the same Redis, storing into SQLite.
+    parts = Parts(Settings(data_dir=tmp_path / "builder"))
+    service = CaseBuilderService(bus, parts.builder, load_registry(registry), consumer="builder-under-test")
+    builder_stop = threading.Event()
+    builder = threading.Thread(target=service.run, args=(builder_stop,), kwargs={"block_ms": 200}, daemon=True)
+    builder.start()
+    workers = [WorkerProcess(tmp_path, config, "worker-a"), WorkerProcess(tmp_path, config, "worker-b")]
+
+    def cases_by_source() -> dict[str, list]:
+        out: dict[str, list] = {}
+        for c in parts.store.list_cases(limit=500).items:
+            out.setdefault(c.source_id, []).append(c)
+        return out
+
+    def survivor_events(sid: str, before: set[str]) -> bool:
+        return any(e.event_id not in before for c in cases_by_source().get(sid, []) for e in parts.store.events(c.id))
+
+    try:
+        def shared():
+            for w in workers:
+                assert w.proc.poll() is None, w.tail()
+            owners = observer.owners(ids)
+            states = bus.source_states()
+            if set(owners.values()) != {"worker-a", "worker-b"}:
+                return None
+            if not all(states.get(s, {}).get("state") == "live" and states[s]["worker"] == owners[s] for s in ids):
+                return None
+            return owners
+
+        try:
+            wait_for(shared, 120, "both workers patrolling the city, every source live", every_s=0.5)
+            # every violation found and filed before anything goes wrong
+            wait_for(lambda: set(truth) <= set(cases_by_source()), 120, "a case for each violating source",
+                     every_s=0.5)
+        except BaseException:
+            print("\n".join(w.tail() for w in workers))
+            raise
+        owners = observer.owners(ids)
+        held = {w.worker_id: {s for s in ids if owners[s] == w.worker_id} for w in workers}
+        assert sorted(len(h) for h in held.values()) == [20, 20], {w: len(h) for w, h in held.items()}
+        # the victim: the worker with more open violations
+        victim = max(workers, key=lambda w: len(held[w.worker_id] & set(truth)))
+        survivor = next(w for w in workers if w is not victim)
+        orphaned = held[victim.worker_id] & set(truth)
+        assert orphaned, "the victim should hold at least one violating source"
+        before = {sid: {e.event_id for c in cases_by_source()[sid] for e in parts.store.events(c.id)}
+                  for sid in orphaned}
+
+        killed_at_wall = time.time()
+        victim.proc.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        victim.proc.wait(5)
+
+        def taken_over():
+            assert survivor.proc.poll() is None, survivor.tail()
+            owners = observer.owners(ids)
+            if any(owners[s] != survivor.worker_id for s in ids):
+                return None
+            states = bus.source_states()
+            return all(states[s]["state"] == "live" and states[s]["worker"] == survivor.worker_id
+                       and states[s]["reported_at"] > killed_at_wall for s in ids)
+
+        try:
+            wait_for(taken_over, 25, "the survivor patrolling all 40 sources", every_s=0.1)
+        except BaseException:
+            print("\n".join(w.tail() for w in workers))
+            raise
+        takeover_s = time.monotonic() - killed_at
+        print(f"\n{CITY}-source city: {len(held[victim.worker_id])} sources ({len(orphaned)} with a violation) "
+              f"taken over {takeover_s:.1f} s after SIGKILL")
+        assert takeover_s < TAKEOVER_LIMIT_S
+        beat = wait_for(lambda: (b := bus.workers()).get(survivor.worker_id, {}).get("sources") == CITY and b,
+                        10, "the survivor reading all 40")
+        assert set(beat) == {survivor.worker_id}  # the dead worker is gone, its sources are not
+
+        # The survivor sees the same violations again: its events continue the victim's cases.
+        try:
+            wait_for(lambda: all(survivor_events(s, before[s]) for s in orphaned), 90,
+                     "the survivor's events on the taken-over violations stored", every_s=0.5)
+        except BaseException:
+            print(survivor.tail())
+            raise
+    finally:
+        for w in workers:
+            w.stop()  # the survivor closes its events as it stops
+    assert survivor.proc.returncode == 0, survivor.tail()
+    wait_for(lambda: bus.pending_count() == 0 and bus.r.xlen(EVENTS) == service.applied + service.failed, 30,
+             "the builder to store every event")
+    builder_stop.set()
+    builder.join(10)
+    bus.r.close()
+
+    cases = cases_by_source()
+    # no source lost: every violation has its case...
+    assert set(truth) <= set(cases), sorted(set(truth) - set(cases))
+    # ...and no case twice: one per violation (source and type), through the takeover
+    for sid, found in cases.items():
+        types = [c.event_type for c in found]
+        assert len(types) == len(set(types)), f"{sid} has duplicate cases: {[(c.case_no, c.event_type) for c in found]}"
+    for sid in orphaned:
+        (case,) = [c for c in cases[sid] if c.event_type == truth[sid]]
+        events = parts.store.events(case.id)
+        assert len(events) >= 2, f"{sid}: the survivor's sightings did not join the victim's case"
+        assert all(e.state == "closed" for e in events) and case.ended  # the victim's orphan ended too
+    assert service.failed == 0
