@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,6 +150,24 @@ def test_jobs_go_through_the_group_and_make_geotagged_drafts(parts, jobs, tmp_pa
 
     assert jobs.pending() == 0 and jobs.r.xlen(DEAD_JOBS) == 0
     assert worker.done == 2 and worker.failed == 1
+
+
+def test_a_job_whose_files_a_worker_cannot_see_is_retried_then_parked(parts, jobs):
+    upload_id = stage_flight(parts, DRONE, DRONE_SRT)
+    job = UploadJob.of(parts.flights.get(upload_id), parts.upload_area)
+    shutil.rmtree(parts.upload_area.folder(upload_id))  # as on a worker without the shared upload area
+    jobs.enqueue(job)
+    worker, stop, thread = run_worker(jobs, parts, "uploads-blind", claim_idle_ms=200, reclaim_every_s=0.1)
+    try:
+        flight = wait_for(lambda: finished(parts, upload_id), 60, "the job parked")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert flight.state == "failed" and flight.attempts == 0  # never started: nothing half-done
+    assert "processing broke 3 times" in flight.error and "not in this worker's upload area" in flight.error
+    [(_, dead)] = jobs.r.xrange(DEAD_JOBS)
+    assert UploadJob.from_message(dead) == job and b"uploads.dir" in dead[b"reason"]
+    assert jobs.pending() == 0
 
 
 class WorkerProcess:

@@ -214,14 +214,22 @@ class UploadWorker:
         self.queue = queue
         self.parts = parts
         self.analyze = analyze
-        self.area: UploadArea = parts.upload_area
-        self.flights = parts.flights
         self.consumer = consumer or consumer_name()
         self.claim_idle_ms = claim_idle_ms
         self.reclaim_every_s = reclaim_every_s if reclaim_every_s is not None else min(10.0, claim_idle_ms / 2000)
         self.keepalive_s = max(0.05, claim_idle_ms / 4000)
         self.done = 0
         self.failed = 0
+
+    # The database and the upload area are first touched by the first job, so a worker
+    # that never gets one (or starts beside others on one SQLite file) needs neither.
+    @property
+    def area(self) -> UploadArea:
+        return self.parts.upload_area
+
+    @property
+    def flights(self):
+        return self.parts.flights
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -284,6 +292,12 @@ class UploadWorker:
             self._fail(job.upload_id, f"bad job: {err}")
             self.queue.ack(entry_id)
             return
+        if not video.is_file() or (srt is not None and not srt.is_file()):
+            # Not this worker's fault to judge: the area may not be mounted here. Left pending,
+            # the job is claimed again (by a worker that sees the files) and parked after
+            # MAX_ATTEMPTS tries, the upload failed with this reason.
+            raise FileNotFoundError(f"the files of upload {job.upload_id} are not in this worker's upload area "
+                                    f"{self.area.root} (is uploads.dir the API's, shared with the workers?)")
         self.flights.start(job.upload_id, self.consumer)
         self.queue.set_progress(job.upload_id, state="processing", percent=0, frames=0, worker=self.consumer,
                                 attempt=self.queue.deliveries(entry_id))
