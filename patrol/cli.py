@@ -299,8 +299,12 @@ def cmd_detect(args) -> int:
     """Run the detector on single images: a quick check of the model on any photo."""
     import cv2
 
+    from dataclasses import asdict
+
     from patrol.wiring import Parts
     from vision.detector import DetectorError
+    from vision.plume import measure as plume_measure
+    from vision.rules import image_events
 
     try:
         parts = Parts(_settings(args))
@@ -315,11 +319,14 @@ def cmd_detect(args) -> int:
             failed += 1
             continue
         dets = detector.detect([image])[0]
-        rows = [{"label": lab, "confidence": round(float(c), 3), "bbox": [round(float(v), 1) for v in box]}
-                for lab, c, box in zip(dets.labels, dets.confidence, dets.xyxy)]
-        # the event types this picture alone supports: a rule's label at the rule's confidence
-        events = sorted({r.event_type for r in parts.rules for lab, c in zip(dets.labels, dets.confidence)
-                         if lab in r.labels and c >= r.min_confidence})
+        rows = []
+        for lab, c, box in zip(dets.labels, dets.confidence, dets.xyxy):
+            row = {"label": lab, "confidence": round(float(c), 3), "bbox": [round(float(v), 1) for v in box]}
+            if lab == "dust":  # a plume is judged by more than its box score
+                row["plume"] = asdict(plume_measure(image, box))
+            rows.append(row)
+        # the event types this picture alone supports, judged as the rules judge a sample
+        events = image_events(image, dets, parts.rules)
         if args.json:
             print(json.dumps({"image": path, "detections": rows, "events": events}, ensure_ascii=False), flush=True)
         else:

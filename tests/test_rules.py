@@ -16,6 +16,7 @@ from streams.frame import Frame
 from streams.sources import Zone
 from vision.detections import Detections
 from vision.rules import DEFAULT_RULES, SourceRules, default_rules
+from test_plume import add_plume
 
 W, H = 320, 180  # sample size the detector works at
 STEP = 2.0  # seconds between samples: a fixed camera's patrol rate
@@ -44,9 +45,12 @@ def dets(*objects: tuple) -> Detections:
     )
 
 
-def frame(ts: float, source_size: tuple[int, int] | None = None, source_id: str = "cam-1") -> Frame:
-    # A textured picture, so a snapshot drawn on it is a real image, not a blank.
+def frame(ts: float, source_size: tuple[int, int] | None = None, source_id: str = "cam-1", plumes=()) -> Frame:
+    # A textured picture, so a snapshot drawn on it is a real image, not a blank; the dust
+    # rule also measures the pixels under its boxes, so plumes are really drawn where given.
     img = np.random.default_rng(int(ts * 10)).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    for box in plumes:
+        add_plume(img, box)
     return Frame(source_id, ts, img, index=int(ts / STEP), source_size=source_size)
 
 
@@ -56,11 +60,12 @@ def rules_for(*event_types: str, zones=(), **changes) -> SourceRules:
     return SourceRules.build("cam-1", list(zones), configs, model_version="test-model")
 
 
-def run(rules: SourceRules, sightings, start: float = 0.0, source_size=None) -> list:
+def run(rules: SourceRules, sightings, start: float = 0.0, source_size=None, plumes=()) -> list:
     """Feed one sample per entry of ``sightings`` (a Detections, or None for nothing seen)."""
     events = []
     for i, seen in enumerate(sightings):
-        events += rules.update(frame(start + i * STEP, source_size), seen if seen is not None else Detections.empty())
+        events += rules.update(frame(start + i * STEP, source_size, plumes=plumes),
+                               seen if seen is not None else Detections.empty())
     return events
 
 
@@ -131,9 +136,24 @@ def test_construction_inside_a_permitted_site_is_ignored():
 
 def test_dust_inside_a_permitted_site_still_counts():
     plume = dets((PLUME_IN_SITE, "dust", 0.7))
-    events = run(rules_for("dust", zones=[SITE]), [plume] * 5)
+    events = run(rules_for("dust", zones=[SITE]), [plume] * 5, plumes=[PLUME_IN_SITE])
     assert states(events) == ["opened"]
     assert events[0].event_type == "dust"
+    assert any(line.startswith("at the best sighting: plume measure") for line in events[0].trace)
+
+
+def test_a_dust_box_over_a_region_with_no_plume_is_doubted():
+    # the same confident box over plain sensor noise: no haze, no dust colour, no lost edges
+    assert run(rules_for("dust"), [dets((PLUME_IN_SITE, "dust", 0.7))] * 8) == []
+
+
+def test_a_hesitant_dust_box_over_a_clear_plume_is_believed():
+    rule = DEFAULT_RULES["dust"]
+    hesitant = dets((PLUME_IN_SITE, "dust", rule.min_confidence - 0.05))
+    events = run(rules_for("dust"), [hesitant] * 5, plumes=[PLUME_IN_SITE])
+    assert states(events) == ["opened"]
+    # and without the plume measure, the box score alone would not have been enough
+    assert run(rules_for("dust", plume_check=False), [hesitant] * 5, plumes=[PLUME_IN_SITE]) == []
 
 
 def test_labels_of_other_event_types_are_ignored():
@@ -265,7 +285,7 @@ def test_each_event_keeps_its_own_evidence_when_two_types_share_a_frame():
     plume_box = (200, 10, 300, 80)
     sightings = [dets((STALL_ON_PAVEMENT, "stall", 0.9), (plume_box, "dust", 0.95))] + \
         [dets((STALL_ON_PAVEMENT, "stall", 0.6), (plume_box, "dust", 0.5))] * 2
-    events = run(rules, sightings)
+    events = run(rules, sightings, plumes=[plume_box])
     by_type = {e.event_type: e for e in events}
     assert set(by_type) == {"street_vending", "dust"}
     vending, dust = by_type["street_vending"], by_type["dust"]

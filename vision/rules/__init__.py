@@ -18,4 +18,13 @@ def default_rules(overrides: dict | None = None) -> list[RuleConfig]:
     return out
 
 
-__all__ = ["DEFAULT_RULES", "EventRule", "RuleConfig", "SourceRules", "default_rules", "prepare_zones"]
+def image_events(image, dets, configs: list[RuleConfig]) -> list[str]:
+    """The event types one picture alone supports: some detection that the rule would count
+    as a sighting (its labels, its confidence, the plume measure for dust), zones aside."""
+    from streams.frame import Frame
+
+    frame = Frame(source_id="image", ts=0.0, image=image)
+    return sorted(c.event_type for c in configs if EventRule(c, [], "image").relevant(frame, dets))
+
+
+__all__ = ["DEFAULT_RULES", "image_events", "EventRule", "RuleConfig", "SourceRules", "default_rules", "prepare_zones"]

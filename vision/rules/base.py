@@ -20,6 +20,7 @@ from streams.frame import Frame, is_wall_clock
 from vision.detections import Detections
 from vision.events import Event
 from vision.evidence import RecentSamples, Sample, draw_snapshot, make_clip
+from vision.plume import RESCUE_CONF, PlumeMeasure, measure, supports_dust
 
 CLIP_SAMPLES = 12  # the view before, then the first samples of a presence: how it began
 
@@ -38,6 +39,7 @@ class RuleConfig:
     update_every_s: float = 60.0  # re-publish a lasting event at most this often
     required_role: str | None = None  # if the source has zones of this role, only inside them
     excluded_role: str | None = None  # never inside zones of this role
+    plume_check: bool = False  # judge each box with the image's plume measure too (vision/plume.py)
 
 
 @dataclass
@@ -70,6 +72,7 @@ class _Track:
     since: float | None = None  # first sighting of the current presence (for dwell)
     looked: int = 0  # samples looked at since the event's window began
     confirmed: tuple[int, int] = (0, 0)  # (sightings, samples) in the window that opened the event
+    best_plume: PlumeMeasure | None = None  # the plume measure at the best sighting (dust)
     # How it began: the source's view before the first sighting (for a structure, the
     # place before it stood there), then the samples from that sighting on.
     before: Sample | None = None
@@ -92,6 +95,7 @@ class EventRule:
         self.recent: RecentSamples | None = None
         self._required = [z for z in zones if z.role == config.required_role]
         self._excluded = [z for z in zones if z.role == config.excluded_role]
+        self._plumes: dict[str | None, PlumeMeasure] = {}  # this sample's best measure per zone
 
     # -- where a detection counts -----------------------------------------------------
     def _zone_of(self, x: float, y: float) -> tuple[bool, str | None]:
@@ -108,8 +112,15 @@ class EventRule:
     def relevant(self, frame: Frame, dets: Detections) -> dict[str | None, Detections]:
         """The detections that are evidence for this rule, grouped by zone."""
         cfg = self.config
-        keep = np.array([lab in cfg.labels for lab in dets.labels], bool) & (dets.confidence >= cfg.min_confidence)
+        floor = min(cfg.min_confidence, RESCUE_CONF) if cfg.plume_check else cfg.min_confidence
+        keep = np.array([lab in cfg.labels for lab in dets.labels], bool) & (dets.confidence >= floor)
         dets = dets[keep]
+        self._plumes = {}
+        plumes: list[PlumeMeasure | None] = [None] * len(dets)
+        if cfg.plume_check and len(dets):
+            plumes = [measure(frame.image, box) for box in dets.xyxy]
+            ok = np.array([supports_dust(float(c), m, cfg.min_confidence) for c, m in zip(dets.confidence, plumes)], bool)
+            dets, plumes = dets[ok], [m for m, k in zip(plumes, ok) if k]
         if not len(dets):
             return {}
         w, h = frame.size
@@ -119,6 +130,9 @@ class EventRule:
             ok, zone = self._zone_of(float(x) / w, min(float(y), h - 1) / h)
             if ok:
                 groups.setdefault(zone, []).append(i)
+                m = plumes[i]
+                if m is not None and (zone not in self._plumes or m.score > self._plumes[zone].score):
+                    self._plumes[zone] = m
         return {z: dets[np.array(ix)] for z, ix in groups.items()}
 
     # -- the state machine ------------------------------------------------------------
@@ -134,7 +148,7 @@ class EventRule:
                 if track.since is None:
                     track.since = frame.ts
                     self._begin_clip(track, frame.ts)
-                self._observe(track, frame, hit)
+                self._observe(track, frame, hit, zone)
             if track.since is not None:
                 self._extend_clip(track, frame.ts)
             ev = track.event
@@ -165,7 +179,7 @@ class EventRule:
                 out.append(self._close(track, zone, now if now is not None else track.event.last_seen))
         return out
 
-    def _observe(self, track: _Track, frame: Frame, hit: Detections) -> None:
+    def _observe(self, track: _Track, frame: Frame, hit: Detections, zone=None) -> None:
         conf = float(hit.confidence.max())
         x1, y1 = hit.xyxy[:, 0].min(), hit.xyxy[:, 1].min()
         x2, y2 = hit.xyxy[:, 2].max(), hit.xyxy[:, 3].max()
@@ -184,6 +198,7 @@ class EventRule:
             track.best_label = label
             track.best_bbox = (float(x1 * sx), float(y1 * sy), float(x2 * sx), float(y2 * sy))
             track.best_box_px = (float(x1), float(y1), float(x2), float(y2))
+            track.best_plume = self._plumes.get(zone)
             if ev is not None:
                 self._take_evidence(ev, track)
 
@@ -191,6 +206,7 @@ class EventRule:
     def _forget(track: _Track) -> None:
         track.best_frame, track.best_box_px, track.best_bbox = None, None, None
         track.best_conf, track.best_label, track.since = -1.0, "", None
+        track.best_plume = None
         track.before, track.clip, track.clip_mp4, track.clip_encoded = None, [], None, 0
 
     def _begin_clip(self, track: _Track, ts: float) -> None:
@@ -273,6 +289,8 @@ class EventRule:
             f"(rule: at least {cfg.min_hits} of {cfg.window}, confidence >= {cfg.min_confidence:.2f})",
             f"first seen {_when(ev.start)}, last seen {_when(ev.last_seen)}, best confidence {ev.confidence:.2f}",
         ]
+        if track.best_plume is not None:
+            lines.append(f"at the best sighting: {track.best_plume.describe()}")
         if self._excluded:
             lines.append(f"detections inside {cfg.excluded_role.replace('_', ' ')} zones "
                          f"({', '.join(z.name for z in self._excluded)}) are ignored")

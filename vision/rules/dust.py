@@ -11,4 +11,7 @@ RULE = RuleConfig(
     window=5,
     min_hits=3,
     absence_s=10.0,
+    # A plume has no crisp edges: each box is also judged by the picture's haze, contrast
+    # loss and dust colour around it (vision/plume.py), not by its box score alone.
+    plume_check=True,
 )
