@@ -120,7 +120,9 @@ class Runtime:
         from api.app import create_app
 
         app = create_app(self.parts, self.bus, self.registry)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        app.state.stopping = stop  # long-lived responses (the consoles' event streams) end when it is set
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                               timeout_graceful_shutdown=5))
         watcher = threading.Thread(target=lambda: (stop.wait(), setattr(server, "should_exit", True)), daemon=True)
         watcher.start()
         server.run()

@@ -266,3 +266,17 @@ def test_stream_tells_of_new_and_changed_cases(server, parts, drafts):
     assert events[0] == "event: cases" and f'"id": {new.id}' in events[1] and '"status": "draft"' in events[1]
     assert f'"id": {drafts[0].id}' in events[3] and '"status": "approved"' in events[3]
     assert httpx.get(f"{server}/api/v1/cases/stream", timeout=5).status_code == 401
+
+
+def test_stream_ends_when_the_server_stops(server, app, parts):
+    # patrol serve hangs its stop event on the app; an open console must not hold up a shutdown
+    stopping = threading.Event()
+    app.state.stopping = stopping
+    make_user(parts, "analyst.li", "analyst")
+    with httpx.stream("GET", f"{server}/api/v1/cases/stream", headers=bearer(parts, "analyst.li"), timeout=10) as r:
+        lines = r.iter_lines()
+        assert next(lines) == "retry: 3000"
+        stopping.set()
+        started = time.monotonic()
+        rest = list(lines)  # returns once the server ends the response
+    assert time.monotonic() - started < 2.0 and not any(line.startswith("data:") for line in rest)

@@ -72,11 +72,15 @@ async def stream(request: Request, parts: Parts = Depends(get_parts), _: Princip
     newest = await run_in_threadpool(store.changed_since, None, 1)
     mark = newest[-1].updated_at if newest else None
 
+    # Set when the server shuts down (patrol/cli.py): an open stream would otherwise hold
+    # the shutdown until it ends by itself.
+    stopping = getattr(request.app.state, "stopping", None)
+
     async def events():
         nonlocal mark
         yield "retry: 3000\n\n"
         started = last_sent = time.monotonic()
-        while time.monotonic() - started < STREAM_MAX_S:
+        while time.monotonic() - started < STREAM_MAX_S and not (stopping is not None and stopping.is_set()):
             changed = await run_in_threadpool(store.changed_since, mark)
             if changed:
                 mark = changed[-1].updated_at
