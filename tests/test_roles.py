@@ -12,6 +12,7 @@ may use it; an entry whose route is gone fails it too, so the table stays true.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +71,21 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("POST", "/api/v1/cases/{case_id}/reclassify"): ANALYST,
     ("GET", "/api/v1/cases/{case_id}/snapshot"): ANALYST,
     ("GET", "/api/v1/categories"): ANALYST,
+    # the review console: its page and fragments, evidence, merge, move, the live stream
+    ("GET", "/ui/queue"): ANALYST,
+    ("GET", "/ui/cases/{case_id}"): ANALYST,
+    ("GET", "/api/v1/cases/stream"): ANALYST,
+    ("GET", "/api/v1/cases/{case_id}/evidence"): ANALYST,
+    ("GET", "/api/v1/cases/{case_id}/evidence/{item_id}"): ANALYST,
+    ("POST", "/api/v1/cases/{case_id}/merge"): ANALYST,
+    ("POST", "/api/v1/cases/{case_id}/location"): ANALYST,
+    ("GET", "/api/v1/grid/at"): ANALYST,
+    ("GET", "/ui/static/{name}"): PUBLIC,  # the console's script and style sheet: no data in them
     # sources: analysts (where a case came from), operators (the drone of an upload)
     ("GET", "/api/v1/sources"): api("analyst", "operator", "admin"),
     ("GET", "/api/v1/sources/{source_id}"): api("analyst", "operator", "admin"),
+    ("GET", "/sources"): Access(frozenset({"analyst", "operator", "admin"}), page=True),
+    ("GET", "/ui/sources"): api("analyst", "operator", "admin"),
     ("GET", "/metrics"): api("admin", "monitoring"),
     # administration
     ("GET", "/api/v1/users"): ADMIN,
@@ -165,7 +178,10 @@ def wanted(access: Access, role: str) -> str:
 @pytest.fixture
 def app(db_url, tmp_path):
     parts = Parts(Settings(data_dir=tmp_path / "data", cases=CaseSettings(grid_file=None)), db_url=db_url)
-    yield create_app(parts, bus=None, registry=load_registry(CONFIG / "demo_sources.yaml"))
+    app = create_app(parts, bus=None, registry=load_registry(CONFIG / "demo_sources.yaml"))
+    app.state.stopping = threading.Event()
+    app.state.stopping.set()  # as at shutdown: the console's event stream answers and ends at once
+    yield app
     parts.store.close()
 
 
