@@ -83,7 +83,7 @@ class DraftCase(Base):
     first_seen: Mapped[float] = mapped_column(Float)  # Unix seconds (live) or seconds into the file (uploads)
     last_seen: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(index=True)
-    updated_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(index=True)  # consoles ask what changed since (review stream)
     ended: Mapped[bool] = mapped_column(Boolean, default=False)
     confidence: Mapped[float] = mapped_column(Float)  # the best of its events
     bbox: Mapped[list[float]]  # at the best evidence, in the source video's pixels
