@@ -87,6 +87,9 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("GET", "/sources"): Access(frozenset({"analyst", "operator", "admin"}), page=True),
     ("GET", "/ui/sources"): api("analyst", "operator", "admin"),
     ("GET", "/metrics"): api("admin", "monitoring"),
+    ("GET", "/api/v1/workers"): api("admin", "monitoring"),  # beside /metrics: the same figures as JSON
+    # drone uploads: the operator's page (the API is the /api/v1/uploads area below)
+    ("GET", "/uploads"): Access(OPERATOR.roles, page=True),
     # administration
     ("GET", "/api/v1/users"): ADMIN,
     ("POST", "/api/v1/users"): ADMIN,
