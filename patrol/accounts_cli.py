@@ -102,13 +102,14 @@ def run(args, parts) -> int:
 
 
 def demo_users(accounts: Accounts, password: str | None) -> list[tuple[str, str, str]]:
-    """On an empty user table, the demo's first users: ``demo`` (analyst) and ``admin``.
+    """On an empty user table, the demo's first users: ``demo`` (analyst), ``pilot`` (a drone
+    operator, for the upload page) and ``admin``.
     Their password is ``password`` (settings ``auth.demo_password``) or a fresh random
     one each. Returns (name, role, password) to print once; [] when users exist."""
     if accounts.count_users():
         return []
     made = []
-    for name, role in (("demo", "analyst"), ("admin", "admin")):
+    for name, role in (("demo", "analyst"), ("pilot", "operator"), ("admin", "admin")):
         pw = password or secrets.token_urlsafe(12)
         accounts.add_user(name, role, pw, by="system:demo")
         made.append((name, role, pw))

@@ -80,10 +80,11 @@ def test_a_token_is_printed_once_and_works_until_revoked(data_dir):
 def test_the_demo_makes_its_first_users_once(tmp_path):
     acc = Accounts(Store(f"sqlite:///{tmp_path / 'demo.db'}"), kdf=FAST_KDF)
     made = demo_users(acc, None)
-    assert [(n, r) for n, r, _ in made] == [("demo", "analyst"), ("admin", "admin")]
-    (_, _, pw1), (_, _, pw2) = made
-    assert pw1 != pw2 and len(pw1) >= 12  # random, each its own
-    assert acc.login("demo", pw1).user.role == "analyst" and acc.login("admin", pw2).user.role == "admin"
+    assert [(n, r) for n, r, _ in made] == [("demo", "analyst"), ("pilot", "operator"), ("admin", "admin")]
+    (_, _, pw1), (_, _, pw2), (_, _, pw3) = made
+    assert len({pw1, pw2, pw3}) == 3 and len(pw1) >= 12  # random, each its own
+    assert acc.login("demo", pw1).user.role == "analyst" and acc.login("pilot", pw2).user.role == "operator"
+    assert acc.login("admin", pw3).user.role == "admin"
     assert demo_users(acc, None) == []  # users exist: nothing made, nothing printed
     acc.store.close()
 
