@@ -358,10 +358,11 @@ def cmd_eval(args) -> int:
         return _fail(str(err))
     if not args.skip_boxes:
         images = work / "images"
-        if not (images / "data.yaml").exists() or args.regenerate:
-            say(f"rendering {args.images} held-out images (seed {HELDOUT_IMAGE_SEED}) into {images}")
-            # recipe 2: the labelling the default model is trained to (plumes boxed where a quarter opaque)
-            generate_dataset(images, 0, args.images, seed=HELDOUT_IMAGE_SEED, recipe=2, progress=bar("images"))
+        made = json.loads((images / "recipe.json").read_text()) if (images / "recipe.json").exists() else {}
+        wanted = {"recipe": args.recipe, "n_val": args.images, "seed": HELDOUT_IMAGE_SEED}
+        if args.regenerate or not (images / "data.yaml").exists() or any(made.get(k) != v for k, v in wanted.items()):
+            say(f"rendering {args.images} held-out images (recipe {args.recipe}, seed {HELDOUT_IMAGE_SEED}) into {images}")
+            generate_dataset(images, 0, args.images, seed=HELDOUT_IMAGE_SEED, recipe=args.recipe, progress=bar("images"))
         say("box metrics ...")
         result["boxes"] = evaluate_boxes(settings.model.weights, images / "data.yaml", settings.model.imgsz, out)
     if not args.skip_events:
@@ -383,16 +384,54 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _bench_capacity(args) -> int:
+    """bench capacity / bench soak: sources per machine in real time, against ultralytics."""
+    from patrol.bench_capacity import CapacityBench, as_text, options_from_args, report_json
+    from streams.camera_media import MediaError
+    from streams.simulate import SimulationError
+
+    if args.what == "soak" and not args.sources:
+        return _fail("bench soak needs --sources N (e.g. the figure bench capacity sustains)")
+    for name in ("seconds", "warmup", "minutes"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            return _fail(f"--{name} must be positive")
+    if args.sources is not None and args.sources < 1:
+        return _fail("--sources must be at least 1")
+    if args.seconds is None:
+        args.seconds = 60.0
+    try:
+        bench = CapacityBench(options_from_args(args))
+        report = bench.soak(args.minutes) if args.what == "soak" else bench.run()
+    except (ValueError, SimulationError, MediaError) as err:
+        return _fail(str(err))
+    text = report_json(report)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    if args.json:
+        print(text)
+    elif args.what == "soak":
+        print(f"soak {report['sources']} sources, {report['soak_minutes']:g} min: RSS {report.get('rss_start_mb')} MB "
+              f"at start, peak {report.get('rss_peak_mb')}, end {report.get('rss_end_mb')}, "
+              f"slope {report.get('slope_mb_per_hour')} MB/h" + (f" ({report['error']})" if "error" in report else ""))
+    else:
+        print(as_text(report))
+    return 0 if "error" not in report else 1
+
+
 def cmd_bench(args) -> int:
     from patrol.bench import bench_detector
 
+    if args.what in ("capacity", "soak"):
+        return _bench_capacity(args)
     settings = _settings(args)
     if args.what == "detector":
         weights = [Path(w) for w in args.weights] if args.weights else [settings.model.weights]
         missing = [str(w) for w in weights if not w.exists()]
         if missing:
             return _fail(f"no such weights: {', '.join(missing)}")
-        result = bench_detector(weights, args.imgsz or settings.model.imgsz, tuple(args.batch), args.seconds)
+        result = bench_detector(weights, args.imgsz or settings.model.imgsz, tuple(args.batch), args.seconds or 10.0)
         if args.json:
             print(json.dumps(result))
         else:
@@ -447,22 +486,56 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from vision.training import generate_dataset, train
+    from vision.training import (DataError, check_classes, generate_dataset, read_data_yaml, resume_problem,
+                                 run_metrics, train, weights_classes)
 
-    if args.data:
-        data = Path(args.data)
-        if not data.is_file():
-            return _fail(f"{data}: no such data set file")
-    else:
-        out = Path(args.dataset_dir)
-        print(f"rendering {args.generate} training and {args.val} validation images (seed {args.seed}) into {out}", flush=True)
-        data = generate_dataset(out, args.generate, args.val, seed=args.seed, size=(640, 384), recipe=args.recipe,
-                                progress=lambda d, n: print(f"\r  {d}/{n}", end="", flush=True) if d % 100 == 0 or d == n else None)
-        print()
-    weights = args.weights or ("yolo11n.yaml" if args.generate else str(ROOT / "models" / "patrol-v1.pt"))
+    run = Path(args.project) / args.name
+    last = run / "weights" / "last.pt"
     extra = {"time": args.hours} if args.hours else {}
-    best = train(data, args.project, model=weights, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-                 resume=args.resume, name=args.name, **extra)
+    if args.resume:
+        problem = resume_problem(last)
+        if problem:
+            return _fail(problem)
+        print(f"patrol train: resuming run '{args.name}' from {last} (its own data, classes and epoch budget)",
+              flush=True)
+        best = train(args.data or "", args.project, resume=True, name=args.name)
+    else:
+        if not (args.data or args.generate):
+            return _fail("give --data DATA.yaml (fine-tune on a data set), --generate N (train on rendered pictures), "
+                         "or --resume --name RUN (continue an interrupted run)")
+        if last.exists():
+            return _fail(f"{run} already holds a run; continue it with --resume --name {args.name}, "
+                         "or choose another --name")
+        # A city's data set fine-tunes the configured model unless told otherwise.
+        weights = args.weights or ("yolo11n.yaml" if args.generate else str(_settings(args).model.weights))
+        if args.data:
+            try:
+                dataset = read_data_yaml(args.data)
+                if not weights.endswith(".yaml"):  # (a model .yaml trains from scratch: any classes go)
+                    check_classes(dataset.names, weights_classes(weights), f"{args.data}", f"weights {weights}")
+            except DataError as err:
+                return _fail(str(err))
+            data = dataset.yaml
+            what = (f"fine-tuning {weights}" if not weights.endswith(".yaml") else f"training {weights} from scratch")
+            print(f"patrol train: {what} on {data}: {dataset.train_images} training and {dataset.val_images} "
+                  f"validation images, {len(dataset.names)} classes ({', '.join(dataset.names)})", flush=True)
+        else:
+            out = Path(args.dataset_dir)
+            print(f"rendering {args.generate} training and {args.val} validation images (seed {args.seed}) into {out}", flush=True)
+            data = generate_dataset(out, args.generate, args.val, seed=args.seed, size=(640, 384), recipe=args.recipe,
+                                    progress=lambda d, n: print(f"\r  {d}/{n}", end="", flush=True) if d % 100 == 0 or d == n else None)
+            print()
+        budget = (f"a time budget of {args.hours:g} h (at most {args.epochs} epochs; the schedule is fitted after "
+                  "the first)" if args.hours else f"{args.epochs} epochs")
+        print(f"patrol train: {budget} at {args.imgsz} px, batch {args.batch}; weights go to {run / 'weights'} "
+              f"(last.pt after every epoch: resume with --resume --name {args.name}; best.pt at the end)", flush=True)
+        best = train(data, args.project, model=weights, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+                     name=args.name, **extra)
+    metrics = run_metrics(run)
+    if metrics:
+        print("patrol train: done; validation after epoch {:.0f}: precision {:.3f}, recall {:.3f}, mAP50 {:.3f}, "
+              "mAP50-95 {:.3f}".format(*(metrics.get(k, float("nan")) for k in
+                                          ("epoch", "precision", "recall", "mAP50", "mAP50-95"))), flush=True)
     if args.output:
         dest = Path(args.output)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -476,6 +549,60 @@ def cmd_train(args) -> int:
     else:
         print(f"weights: {best}")
     return 0
+
+
+def cmd_export_dataset(args) -> int:
+    from cases.training_export import ExportError, export_dataset
+    from patrol.wiring import Parts
+    from vision.training import DataError, weights_classes
+
+    settings = _settings(args)
+    parts = Parts(settings)
+    try:
+        since = _city_time(args.since, parts.store.local_tz, "--since") if args.since else None
+        until = _city_time(args.until, parts.store.local_tz, "--until", end_of_day=True) if args.until else None
+    except ValueError as err:
+        return _fail(str(err))
+    weights = Path(args.weights) if args.weights else settings.model.weights
+    try:
+        classes = weights_classes(weights)
+    except DataError as err:
+        return _fail(str(err))
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == total or done % 50 == 0:
+            print(f"\r  {stage}: {done}/{total}", end="\n" if done == total else "", flush=True)
+
+    try:
+        result = export_dataset(parts.store, parts.evidence, args.out, classes,
+                                {c.event_type: c.labels for c in parts.rules}, since=since, until=until,
+                                val_fraction=args.val_fraction, seed=args.seed,
+                                include_drafts=args.include_drafts == "yes", force=args.force,
+                                weights_name=str(weights), progress=progress)
+    except ExportError as err:
+        return _fail(str(err))
+    missing = sum(1 for e in result.entries if e.why.startswith("evidence file"))
+    print(f"exported {len(result.entries)} cases to {result.out}: {result.count('positive')} positives, "
+          f"{result.count('negative')} hard negatives, {result.count('skipped')} skipped"
+          + (f" ({missing} for missing or unreadable evidence files)" if missing else "")
+          + f"; {result.images['train']} training and {result.images['val']} validation pictures")
+    print(f"data set: {result.data_yaml} (manifest.json lists every case and why)")
+    return 0
+
+
+def _city_time(text: str, tz, flag: str, end_of_day: bool = False):
+    """A date (the whole day, in the city's time) or an ISO time (naive: the city's time)."""
+    from datetime import date, datetime, time as clock, timedelta
+
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{flag} {text!r} is not a date (YYYY-MM-DD) or an ISO time") from None
+        return when if when.tzinfo else when.replace(tzinfo=tz)
+    return datetime.combine(day + timedelta(days=1 if end_of_day else 0), clock(), tz)
 
 
 # --- entry point --------------------------------------------------------------------------
@@ -536,6 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--images", type=int, default=400, help="held-out images for box metrics")
     ev.add_argument("--work-dir", default=str(ROOT / "var" / "heldout"), help="where held-out data is rendered (kept)")
     ev.add_argument("--regenerate", action="store_true", help="render the held-out images again")
+    ev.add_argument("--recipe", type=int, choices=[1, 2, 3], default=3,
+                    help="data recipe of the held-out images (the default model's: 3)")
     ev.add_argument("--skip-boxes", action="store_true")
     ev.add_argument("--skip-events", action="store_true")
     ev.add_argument("--out", default=str(ROOT / "var" / "eval"), help="report folder (report.md, pr_curve.png, eval.json)")
@@ -543,12 +672,32 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks (figures for docs/benchmarks.md)")
-    b.add_argument("what", choices=["detector"], help="detector: inference cost per image")
+    b.add_argument("what", choices=["detector", "capacity", "soak"],
+                   help="detector: inference cost per image; capacity: sources one machine patrols in real time, "
+                        "against ultralytics' streaming prediction; soak: memory over a long run")
     b.add_argument("--weights", nargs="+", help="weights files to compare (.pt, .onnx, OpenVINO folder)")
     b.add_argument("--imgsz", type=int)
     b.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    b.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
+    b.add_argument("--seconds", type=float, help="time per measurement (detector 10, capacity 60)")
     b.add_argument("--json", action="store_true")
+    b.add_argument("--mix", choices=["city", "fixed", "mobile"], default="city",
+                   help="capacity: the city's kinds (50:3:1:200), fixed cameras only, or phones only")
+    b.add_argument("--transport", choices=["file", "rtsp"], default="file",
+                   help="capacity: files paced at real time (no server), or the simulator's RTSP server")
+    b.add_argument("--warmup", type=float, default=15.0, help="capacity: seconds before measuring")
+    b.add_argument("--start", type=int, default=8, help="capacity: first number of sources tried")
+    b.add_argument("--max-sources", type=int, default=512, help="capacity: upper bound of the search")
+    b.add_argument("--sources", type=int, help="capacity: measure this many sources, no search; soak: how many")
+    b.add_argument("--gate", action="store_true", help="capacity: keep the change gate on (default: every "
+                   "sample goes to the detector, as in the baseline)")
+    b.add_argument("--no-baseline", action="store_true", help="capacity: skip ultralytics")
+    b.add_argument("--no-pipeline", action="store_true", help="capacity: only the ultralytics baseline")
+    b.add_argument("--gop", action="append", metavar="PROFILE=S",
+                   help="capacity: key-frame interval of a media profile, e.g. hd720=2 (main1080, sub360, hd720, drone1080)")
+    b.add_argument("--cache", default=str(ROOT / ".cache" / "sim"), help="capacity: prepared camera-cost media")
+    b.add_argument("--profile", metavar="DIR", help="capacity: profile the pipeline at its sustained N with py-spy")
+    b.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
+    b.add_argument("--out", help="capacity/soak: also write the JSON report here")
     b.set_defaults(fn=cmd_bench)
 
     sm = sub.add_parser("simulate", help="serve the sample clips as a simulated city of live sources")
@@ -566,8 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.set_defaults(fn=cmd_simulate)
 
     t = sub.add_parser("train", help="train the detector (from generated data, or a YOLO data set)")
-    src = t.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="YOLO data.yaml to fine-tune on")
+    src = t.add_mutually_exclusive_group()
+    src.add_argument("--data", help="YOLO data.yaml to fine-tune on (e.g. from patrol export-dataset); fine-tunes "
+                                    "model.weights of the settings unless --weights is given")
     src.add_argument("--generate", type=int, metavar="N", help="render N synthetic training images and train from scratch")
     t.add_argument("--val", type=int, default=300, help="validation images to render with --generate")
     t.add_argument("--seed", type=int, default=1)
@@ -580,10 +730,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--project", default=str(ROOT / "runs" / "detect"))
     t.add_argument("--name", default="train")
-    t.add_argument("--resume", action="store_true", help="continue an interrupted run of the same --name")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run --name from its last.pt (with its own data and settings)")
     t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v1.pt)")
     t.add_argument("--onnx", action="store_true", help="also export ONNX next to --output")
     t.set_defaults(fn=cmd_train)
+
+    x = sub.add_parser("export-dataset", help="write the reviewed draft cases as a YOLO data set for patrol train")
+    x.add_argument("--out", required=True, help="folder to write (must be empty, or --force)")
+    x.add_argument("--since", help="cases opened on or after this date (YYYY-MM-DD, or an ISO time; the city's time)")
+    x.add_argument("--until", help="cases opened up to this date, inclusive (YYYY-MM-DD), or before an ISO time")
+    x.add_argument("--val-fraction", type=float, default=0.1, help="share of pictures held out for validation")
+    x.add_argument("--seed", type=int, default=0, help="seed of the train/val split (per picture, stable)")
+    x.add_argument("--include-drafts", choices=["no", "yes"], default="no",
+                   help="yes: unreviewed drafts too, as positives (the detector's own boxes; default no)")
+    x.add_argument("--weights", help="the model whose class names and ids the data set uses (default: model.weights)")
+    x.add_argument("--force", action="store_true", help="replace a previous export in --out")
+    x.set_defaults(fn=cmd_export_dataset)
 
     from patrol.accounts_cli import add_parsers as add_account_parsers
 
