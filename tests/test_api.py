@@ -332,6 +332,16 @@ def test_sources_show_the_state_workers_report_through_redis(parts, demo_registr
     assert (health.json()["database"], health.json()["redis"]) == ("ok", "ok")
 
 
+def test_the_source_page_marks_a_lagging_source(parts, demo_registry, bus):
+    bus.set_source_state("fixed-east-gate", {"state": "live", "lag_s": 7.5, "lagging": True, "interval_s": 2.0})
+    bus.set_source_state("fixed-site-7", {"state": "live", "lag_s": 0.4, "lagging": False, "interval_s": 2.0})
+    with client_as(create_app(parts, bus=bus, registry=demo_registry), "analyst") as c:
+        table = c.get("/ui/sources").text
+    rows = {r.split('"')[0]: r for r in table.split('data-source="')[1:]}
+    assert "7.5 s" in rows["fixed-east-gate"] and "s-lagging" in rows["fixed-east-gate"]
+    assert "0.4 s" in rows["fixed-site-7"] and "s-lagging" not in rows["fixed-site-7"]
+
+
 def test_health_answers(client):
     r = client.get("/health")
     assert r.status_code == 200
