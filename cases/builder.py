@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from streams.frame import is_wall_clock
 from vision.events import Event
 
-from . import evidence_index, feed
+from . import clean_frames, evidence_index, feed
 from .evidence_store import EvidenceStore
 from .grid import GridIndex
 from .store import (  # noqa: F401  (MAX_TRACE_LINES re-exported)
@@ -182,7 +182,7 @@ class CaseBuilder:
             label=event.label,
             zone=event.zone,
             trace=[],
-            snapshot_key=self._store_snapshot(event),
+            snapshot_key=self._store_snapshot(s, event),
             model_version=event.model_version,
             hits=0,
             samples=0,
@@ -198,9 +198,9 @@ class CaseBuilder:
             # The evidence moves as one: box, label and picture of the best sighting.
             case.confidence, case.bbox, case.label = event.confidence, list(event.bbox), event.label
             case.model_version = event.model_version
-            case.snapshot_key = self._store_snapshot(event) or case.snapshot_key
+            case.snapshot_key = self._store_snapshot(s, event) or case.snapshot_key
         elif case.snapshot_key is None:
-            case.snapshot_key = self._store_snapshot(event)
+            case.snapshot_key = self._store_snapshot(s, event)
         self._store_views(s, case, event)
         if case.lat is None and event.lat is not None and event.lon is not None:
             case.lat, case.lon = event.lat, event.lon
@@ -213,12 +213,15 @@ class CaseBuilder:
             return None
         return self.grid.cell_at(lat, lon)
 
-    def _store_snapshot(self, event: Event) -> str | None:
+    def _store_snapshot(self, s: Session, event: Event) -> str | None:
         # Content-addressed, so writing before the transaction commits is safe:
         # a rollback leaves at most an unreferenced file, never a wrong one.
         if self.evidence is None or not event.snapshot:
             return None
-        return self.evidence.put(event.snapshot, "jpg")
+        key = self.evidence.put(event.snapshot, "jpg")
+        if event.frame:  # the same picture undrawn, for training (clean_frames.py)
+            clean_frames.put(s, key, self.evidence.put(event.frame, "jpg"), event.frame_size, event.boxes)
+        return key
 
     def _store_views(self, s: Session, case: DraftCase, event: Event) -> None:
         """The event's view before, latest view and clip, replacing its older revision's."""

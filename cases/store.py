@@ -39,7 +39,7 @@ from sqlalchemy.pool import StaticPool
 
 from streams.frame import is_wall_clock
 
-from . import audit, evidence_index, feed, outbox
+from . import audit, clean_frames, evidence_index, feed, outbox  # noqa: F401  (clean_frames: its table)
 from .db import Base, UTCDateTime, forbid_changes, utcnow  # noqa: F401  (re-exported: callers import them from here)
 from .evidence_index import EvidenceView
 from .grid import GridIndex

@@ -45,6 +45,13 @@ class Event:
     after: bytes | None = None
     after_ts: float | None = None
     clip: bytes | None = None
+    # Training material (cases/clean_frames.py, ``patrol export-dataset``): the best
+    # sighting's picture with nothing drawn on it, the (width, height) of the pixels
+    # ``bbox`` and ``boxes`` are in, and each detection that makes up ``bbox`` as
+    # [label, confidence, x1, y1, x2, y2] (``bbox`` is their union).
+    frame: bytes | None = None
+    frame_size: tuple[int, int] | None = None
+    boxes: list = field(default_factory=list)
 
     def to_message(self) -> dict[str, str]:
         """Flat string fields for a Redis Stream entry (pictures and clip as base64)."""
@@ -63,9 +70,11 @@ class Event:
         fields = {text(k): text(v) for k, v in fields.items()}
         body = json.loads(fields["event"])
         body["bbox"] = tuple(body["bbox"])
+        if body.get("frame_size"):
+            body["frame_size"] = tuple(body["frame_size"])
         # (a message from before a blob existed simply lacks its field)
         blobs = {name: base64.b64decode(fields[name]) if fields.get(name) else None for name in BLOBS}
         return cls(**body, **blobs)
 
 
-BLOBS = ("snapshot", "before", "after", "clip")  # binary fields, sent beside the JSON body
+BLOBS = ("snapshot", "before", "after", "clip", "frame")  # binary fields, sent beside the JSON body

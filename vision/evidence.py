@@ -1,5 +1,6 @@
 """Evidence an analyst can read at a glance: the sample with the box and label drawn,
-the views before and after, and a short clip of how it began."""
+the views before and after, and a short clip of how it began; and the same sample
+clean, with nothing drawn, to train the next model on."""
 from __future__ import annotations
 
 import os
@@ -31,6 +32,23 @@ def draw_snapshot(image: np.ndarray, box: tuple[float, float, float, float], lab
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("could not encode the evidence snapshot")
+    return buf.tobytes()
+
+
+FRAME_MAX_SIDE = 640  # the detector works at 256-640 px: more would only cost bytes on Redis and disk
+
+
+def clean_frame(image: np.ndarray, max_side: int = FRAME_MAX_SIDE, quality: int = 85) -> bytes:
+    """JPEG of ``image`` with nothing drawn on it (longest side at most ``max_side``):
+    the training picture of an analyst's decision. A box or caption burnt into it
+    would teach the next model the drawing."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode the evidence frame")
     return buf.tobytes()
 
 

@@ -27,7 +27,7 @@ from streams.grab import Grab, grab_frame
 from streams.reader import SourceError
 from streams.sources import Source
 from vision.events import Event
-from vision.evidence import draw_snapshot
+from vision.evidence import clean_frame, draw_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class _Evidence:
     confidence: float = 0.0
     label: str = ""
     note: str = ""
+    frame: bytes | None = None  # the same picture, nothing drawn (training material)
+    frame_size: tuple[int, int] | None = None  # main-stream pixels
+    boxes: list | None = None  # the sighting's detections, scaled to main-stream pixels
 
 
 def uses_sub_stream(src: Source) -> bool:
@@ -122,10 +125,11 @@ class MainStreamEvidence:
         trace = [*ev.trace, found.note]
         if found.snapshot is None:  # the main stream failed: the sub-stream's picture stays
             return replace(ev, trace=trace)
+        clean = {"frame": found.frame, "frame_size": found.frame_size, "boxes": [list(b) for b in found.boxes or []]}
         if found.evidence_ts != ev.evidence_ts:  # a later sighting, never grabbed: the grabbed one stays
             return replace(ev, snapshot=found.snapshot, bbox=found.bbox, confidence=found.confidence,
-                           label=found.label, evidence_ts=found.evidence_ts, trace=trace)
-        return replace(ev, snapshot=found.snapshot, bbox=found.bbox, trace=trace)
+                           label=found.label, evidence_ts=found.evidence_ts, trace=trace, **clean)
+        return replace(ev, snapshot=found.snapshot, bbox=found.bbox, trace=trace, **clean)
 
     def _from_grab(self, ev: Event, p: _Pending) -> _Evidence:
         try:
@@ -143,11 +147,12 @@ class MainStreamEvidence:
         x1, y1, x2, y2 = ev.bbox
         bbox = (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
         snapshot = draw_snapshot(grab.image, bbox, f"{ev.event_type}: {ev.label} {ev.confidence:.2f}")
+        boxes = [[lab, c, bx1 * sx, by1 * sy, bx2 * sx, by2 * sy] for lab, c, bx1, by1, bx2, by2 in ev.boxes]
         when = datetime.fromtimestamp(grab.ts, CITY_TZ).strftime("%H:%M:%S")
         note = (f"evidence picture from the main stream ({w}x{h}) at {when}, when the event was reported; "
                 f"box scaled from the sub-stream ({sw}x{sh}) sighting")
         return _Evidence(ev.evidence_ts, snapshot=snapshot, bbox=bbox, confidence=ev.confidence, label=ev.label,
-                         note=note)
+                         note=note, frame=clean_frame(grab.image), frame_size=(w, h), boxes=boxes)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

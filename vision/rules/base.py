@@ -19,7 +19,7 @@ from shapely.prepared import prep
 from streams.frame import Frame, is_wall_clock
 from vision.detections import Detections
 from vision.events import Event
-from vision.evidence import RecentSamples, Sample, draw_snapshot, make_clip
+from vision.evidence import RecentSamples, Sample, clean_frame, draw_snapshot, make_clip
 from vision.plume import RESCUE_CONF, PlumeMeasure, measure, supports_dust
 
 CLIP_SAMPLES = 12  # the view before, then the first samples of a presence: how it began
@@ -69,6 +69,7 @@ class _Track:
     best_conf: float = -1.0
     best_label: str = ""
     best_bbox: tuple | None = None  # in source-video pixels
+    best_boxes: list | None = None  # the detections bbox is the union of: [label, conf, x1, y1, x2, y2], same pixels
     since: float | None = None  # first sighting of the current presence (for dwell)
     looked: int = 0  # samples looked at since the event's window began
     confirmed: tuple[int, int] = (0, 0)  # (sightings, samples) in the window that opened the event
@@ -198,13 +199,15 @@ class EventRule:
             track.best_label = label
             track.best_bbox = (float(x1 * sx), float(y1 * sy), float(x2 * sx), float(y2 * sy))
             track.best_box_px = (float(x1), float(y1), float(x2), float(y2))
+            track.best_boxes = [[lab, round(float(c), 4), float(b[0] * sx), float(b[1] * sy), float(b[2] * sx),
+                                 float(b[3] * sy)] for lab, c, b in zip(hit.labels, hit.confidence, hit.xyxy)]
             track.best_plume = self._plumes.get(zone)
             if ev is not None:
                 self._take_evidence(ev, track)
 
     @staticmethod
     def _forget(track: _Track) -> None:
-        track.best_frame, track.best_box_px, track.best_bbox = None, None, None
+        track.best_frame, track.best_box_px, track.best_bbox, track.best_boxes = None, None, None, None
         track.best_conf, track.best_label, track.since = -1.0, "", None
         track.best_plume = None
         track.before, track.clip, track.clip_mp4, track.clip_encoded = None, [], None, 0
@@ -227,7 +230,9 @@ class EventRule:
         ev.label = track.best_label
         ev.bbox = track.best_bbox
         ev.evidence_ts = frame.ts
-        ev.snapshot = None  # drawn lazily when published
+        ev.snapshot = ev.frame = None  # drawn (and encoded clean) lazily when published
+        ev.boxes = [list(b) for b in track.best_boxes or []]
+        ev.frame_size = tuple(int(v) for v in (frame.source_size or frame.size))  # the pixels of bbox and boxes
         if frame.geo is not None:
             ev.lat, ev.lon = frame.geo.lat, frame.geo.lon
 
@@ -329,7 +334,9 @@ def _snapshot_copy(ev: Event, track: _Track) -> Event:
     if ev.snapshot is None and track.best_frame is not None and track.best_box_px is not None:
         ev.snapshot = draw_snapshot(track.best_frame.image, track.best_box_px,
                                     f"{ev.event_type}: {ev.label} {ev.confidence:.2f}")
-    return replace(ev, trace=list(ev.trace), bbox=tuple(ev.bbox))
+    if ev.frame is None and track.best_frame is not None:
+        ev.frame = clean_frame(track.best_frame.image)
+    return replace(ev, trace=list(ev.trace), bbox=tuple(ev.bbox), boxes=[list(b) for b in ev.boxes])
 
 
 @dataclass
