@@ -1,4 +1,4 @@
-"""The ``patrol`` command: demo, serve, worker, analyze, detect, eval, bench, train."""
+"""The ``patrol`` command: demo, serve, worker, analyze, detect, eval, bench, train, export-dataset."""
 from __future__ import annotations
 
 import argparse

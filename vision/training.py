@@ -1,14 +1,18 @@
 """Training data and training runs for the project's own detector.
 
 Everything here is reproducible: a data set is a function of (seed, count,
-size), and a training run records its arguments next to the weights.
+size), and a training run records its arguments next to the weights. A city's
+own data set (``patrol export-dataset``) is checked here before a run starts, so
+a mistake in it is one line, not a traceback from deep inside ultralytics.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -64,10 +68,12 @@ def generate_dataset(out: str | Path, n_train: int, n_val: int, seed: int = 0, s
 
 
 def train(data_yaml: str | Path, out: str | Path, model: str = "yolo11n.yaml", epochs: int = 30, imgsz: int = 320,
-          batch: int = 32, resume: bool = False, name: str = "train", **overrides) -> Path:
+          batch: int = 32, resume: bool = False, name: str = "train", callbacks: dict | None = None,
+          **overrides) -> Path:
     """Train (from scratch with a .yaml, or fine-tune from a .pt); returns best.pt.
 
-    ``resume`` continues an interrupted run from its last.pt.
+    ``resume`` continues an interrupted run from its last.pt (check it first with
+    ``resume_problem``). ``callbacks`` maps ultralytics callback events to functions.
     """
     from ultralytics import YOLO
 
@@ -75,9 +81,13 @@ def train(data_yaml: str | Path, out: str | Path, model: str = "yolo11n.yaml", e
     last = out / name / "weights" / "last.pt"
     if resume and last.exists():
         yolo = YOLO(str(last))
+        for event, fn in (callbacks or {}).items():
+            yolo.add_callback(event, fn)
         yolo.train(resume=True)
     else:
         yolo = YOLO(model)
+        for event, fn in (callbacks or {}).items():
+            yolo.add_callback(event, fn)
         # From scratch on two CPU cores: a short warm-up and a brisk AdamW rate, or
         # the few epochs the budget allows are spent warming up.
         args = dict(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=2,
@@ -87,3 +97,145 @@ def train(data_yaml: str | Path, out: str | Path, model: str = "yolo11n.yaml", e
         args.update(overrides)
         yolo.train(**args)
     return out / name / "weights" / "best.pt"
+
+
+# -- checks before a run ---------------------------------------------------------------------
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class DataError(ValueError):
+    """A data set, weights file or run that training cannot start from; the message says why."""
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """What a YOLO data.yaml describes, checked."""
+
+    yaml: Path
+    names: list[str]
+    train_images: int
+    val_images: int
+
+
+def read_data_yaml(path: str | Path) -> DataSet:
+    """Read and check a YOLO data.yaml the way ultralytics will use it: class names,
+    and train/val image folders (relative to ``path:``, or to the file's folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such data set file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a YAML file ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping with train, val and names")
+    names = data.get("names")
+    if isinstance(names, dict):
+        try:
+            ids = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: names must map class ids 0, 1, ... to names") from None
+        if ids != list(range(len(ids))):
+            raise DataError(f"{path}: class ids must be 0 to {len(ids) - 1} without gaps, got {ids}")
+        names = [names[k] if k in names else names[str(k)] for k in ids]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise DataError(f"{path}: names must be a non-empty list (or id: name mapping) of class names")
+    if "nc" in data and data["nc"] != len(names):
+        raise DataError(f"{path}: nc is {data['nc']} but {len(names)} names are given")
+    root = data.get("path")
+    if root is None:
+        root = path.resolve().parent
+    else:
+        root = Path(str(root))
+        if not root.is_absolute() and not root.exists():
+            raise DataError(f"{path}: path '{root}' is relative and not found from here; give an absolute path or "
+                            "leave 'path' out (then the folder of data.yaml is used)")
+    counts = {}
+    for split in ("train", "val"):
+        if not data.get(split):
+            raise DataError(f"{path}: '{split}' is missing (train and val are both needed)")
+        entries = data[split] if isinstance(data[split], list) else [data[split]]
+        counts[split] = sum(_count_images(root / str(e), path, split) for e in entries)
+        if counts[split] == 0:
+            raise DataError(f"{path}: no {split} images in {', '.join(str(root / str(e)) for e in entries)}")
+    return DataSet(path, [str(n) for n in names], counts["train"], counts["val"])
+
+
+def _count_images(where: Path, yaml_path: Path, split: str) -> int:
+    if where.is_dir():
+        return sum(1 for p in where.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if where.is_file() and where.suffix == ".txt":  # a list of image paths
+        return sum(1 for line in where.read_text().splitlines() if line.strip())
+    raise DataError(f"{yaml_path}: {split} images not found: {where}")
+
+
+def weights_classes(weights: str | Path) -> list[str]:
+    """The class names a weights file detects, in class-id order."""
+    from ultralytics import YOLO
+
+    weights = Path(weights)
+    if not weights.exists():
+        raise DataError(f"weights not found: {weights}")
+    try:
+        names = YOLO(str(weights), task="detect").names
+    except Exception as err:  # ultralytics raises many types for a bad file
+        raise DataError(f"cannot read weights {weights}: {err}") from None
+    return [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+
+
+def check_classes(data_names: list[str], model_names: list[str], data_label: str = "the data set",
+                  model_label: str = "the starting weights") -> None:
+    """Fine-tuning keeps the detector's head only when the classes are the same names in
+    the same order; anything else would silently re-learn the head from nothing."""
+    if list(data_names) == list(model_names):
+        return
+    if sorted(data_names) == sorted(model_names):
+        first = next(i for i, (a, b) in enumerate(zip(data_names, model_names)) if a != b)
+        raise DataError(f"{data_label} has the classes of {model_label} in another order: class {first} is "
+                        f"'{data_names[first]}' there but '{model_names[first]}' in the weights "
+                        f"(expected order: {', '.join(model_names)})")
+    lacks = [n for n in model_names if n not in data_names]
+    extra = [n for n in data_names if n not in model_names]
+    parts = [f"{data_label} has {len(data_names)} classes, {model_label} {len(model_names)}"]
+    if extra:
+        parts.append(f"not in the weights: {', '.join(extra)}")
+    if lacks:
+        parts.append(f"missing from the data set: {', '.join(lacks)}")
+    raise DataError("; ".join(parts) + f" (expected, in order: {', '.join(model_names)})")
+
+
+def resume_problem(last: Path) -> str | None:
+    """Why the run whose last.pt this is cannot be resumed, or None if it can."""
+    run = last.parent.parent
+    if not last.is_file():
+        return f"nothing to resume: {last} does not exist (no interrupted run named '{run.name}' in {run.parent})"
+    import torch
+
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as err:
+        return f"cannot read {last}: {err}"
+    epoch = ckpt.get("epoch", -1) if isinstance(ckpt, dict) else -1
+    if epoch < 0 or ckpt.get("optimizer") is None:  # ultralytics strips both when a run ends
+        return (f"run '{run.name}' finished; nothing to resume (start a new run with another --name, "
+                f"e.g. --weights {run / 'weights' / 'best.pt'} to continue from its result)")
+    return None
+
+
+def run_metrics(run_dir: Path) -> dict[str, float] | None:
+    """The last validation of a run (results.csv): epoch, precision, recall, mAP50, mAP50-95."""
+    results = Path(run_dir) / "results.csv"
+    if not results.is_file():
+        return None
+    with results.open() as f:
+        rows = [{k.strip(): v.strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
+    if not rows:
+        return None
+    last = rows[-1]
+    keys = {"epoch": "epoch", "precision": "metrics/precision(B)", "recall": "metrics/recall(B)",
+            "mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)"}
+    try:
+        return {k: float(last[v]) for k, v in keys.items() if v in last}
+    except ValueError:
+        return None
