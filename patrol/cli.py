@@ -695,6 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--gop", action="append", metavar="PROFILE=S",
                    help="capacity: key-frame interval of a media profile, e.g. hd720=2 (main1080, sub360, hd720, drone1080)")
     b.add_argument("--cache", default=str(ROOT / ".cache" / "sim"), help="capacity: prepared camera-cost media")
+    b.add_argument("--samples", default=str(ROOT / "sample_videos"), help="capacity: the clips the sources play")
     b.add_argument("--profile", metavar="DIR", help="capacity: profile the pipeline at its sustained N with py-spy")
     b.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
     b.add_argument("--out", help="capacity/soak: also write the JSON report here")

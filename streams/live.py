@@ -190,6 +190,11 @@ class LiveReader:
     def state(self) -> str:
         return self._state
 
+    @property
+    def sampler_stats(self) -> SampleStats:
+        """What the sampler did, summed over every connection (packets, decoding CPU time...)."""
+        return self._sampler_stats
+
     def stats(self) -> dict:
         now = time.monotonic()
         with self._lock:

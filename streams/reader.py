@@ -11,6 +11,7 @@ import errno
 import math
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -58,6 +59,8 @@ class SampleStats:
     corrupt: int = 0  # packets the decoder rejected
     gop_s: float | None = None  # latest key-frame spacing seen
     keyframes_only: bool = False  # whether non-key packets are being dropped
+    decode_s: float = 0.0  # CPU time of this thread spent in the decoder
+    convert_s: float = 0.0  # CPU time spent scaling and converting samples
 
 
 @dataclass(slots=True)
@@ -288,6 +291,7 @@ class Sampler:
     def _decode(self, packet: av.Packet | None, reset: bool = False) -> list[Sample]:
         if packet is not None:
             self.stats.sent += 1
+        t0 = time.thread_time()
         try:
             frames = self.ctx.decode(packet)
         except av.FFmpegError:
@@ -296,6 +300,7 @@ class Sampler:
             frames = []
         if reset:
             self.ctx.flush_buffers()
+        self.stats.decode_s += time.thread_time() - t0
         out = []
         for vf in frames:
             self.stats.decoded += 1
@@ -314,7 +319,9 @@ class Sampler:
         if size is None:
             size = self._sizes[src] = sample_size(*src, self.max_side)
         # Scale and convert in one swscale pass: no full-size BGR copy is ever made.
+        t0 = time.thread_time()
         image = vf.to_ndarray(width=size[0], height=size[1], format="bgr24", interpolation="AREA")
+        self.stats.convert_s += time.thread_time() - t0
         self.stats.samples += 1
         return Sample(image=image, t=t, keyframe=bool(vf.key_frame), source_size=src)
 

@@ -81,7 +81,8 @@ class SimSource:
 
 def scaled_mix(total: int, mix: dict[str, int] = CITY_MIX) -> dict[str, int]:
     """`total` sources in the proportions of `mix`: largest remainders, then at least one
-    of every kind of the mix (taken from the largest kind) once `total` allows it."""
+    of each of the `total` most common kinds (taken from the largest), so that even a
+    small mix holds every kind it can."""
     if total < 0:
         raise ValueError("the number of sources cannot be negative")
     kinds = [k for k in KINDS if mix.get(k)]
@@ -90,11 +91,10 @@ def scaled_mix(total: int, mix: dict[str, int] = CITY_MIX) -> dict[str, int]:
     counts = {k: int(exact[k]) for k in kinds}
     for k in sorted(kinds, key=lambda k: exact[k] - counts[k], reverse=True)[: total - sum(counts.values())]:
         counts[k] += 1
-    if total >= len(kinds):
-        for k in kinds:
-            if counts[k] == 0:
-                counts[k] = 1
-                counts[max(kinds, key=lambda j: counts[j])] -= 1
+    for k in sorted(kinds, key=lambda k: mix[k], reverse=True)[:total]:
+        if counts[k] == 0:
+            counts[k] = 1
+            counts[max(kinds, key=lambda j: counts[j])] -= 1
     return {k: counts.get(k, 0) for k in KINDS}
 
 

@@ -57,6 +57,8 @@ def test_scaled_mix_keeps_the_city_proportions():
         assert sum(mix.values()) == total
         assert mix["mobile"] >= mix["fixed"] >= mix["vehicle"]
     assert scaled_mix(10) == {"fixed": 2, "vehicle": 1, "drone": 1, "mobile": 6}
+    assert scaled_mix(2) == {"fixed": 1, "vehicle": 0, "drone": 0, "mobile": 1}
+    assert scaled_mix(1) == {"fixed": 0, "vehicle": 0, "drone": 0, "mobile": 1}
     assert scaled_mix(508) == {k: 2 * v for k, v in CITY_MIX.items()}
     assert scaled_mix(30, {"mobile": 1}) == {"fixed": 0, "vehicle": 0, "drone": 0, "mobile": 30}
     with pytest.raises(ValueError):
