@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast samples grid city clean
+.PHONY: install demo demo-city test test-fast samples grid city clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "City Patrol needs Python 3.11 or newer")'
@@ -18,6 +18,13 @@ install: $(STAMP)
 ## Run the product on the embedded defaults (Redis, SQLite) and the sample videos.
 demo: install
 	$(VENV)/bin/patrol demo
+
+## The demo over a simulated city: CITY="--fixed 8 --vehicle 1 --drone 1 --mobile 10" sources
+## played from the sample clips as camera-cost video (prepared once into .cache/sim).
+CITY ?= --fixed 8 --vehicle 1 --drone 1 --mobile 10
+demo-city: install
+	$(VENV)/bin/patrol simulate --transport file $(CITY) -q --out var/sim/demo-city.yaml
+	$(VENV)/bin/patrol demo --sources var/sim/demo-city.yaml --data-dir var/demo-city
 
 ## The whole test suite (real Redis, PostgreSQL, RTSP/RTMP servers where installed).
 test: install
