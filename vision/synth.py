@@ -539,24 +539,24 @@ def _street_image(rng: np.random.Generator, w: int, h: int, dust_solid: float = 
     return out
 
 
-def _kerbside_image(rng: np.random.Generator, w: int, h: int, real_ground: bool = False) -> Labelled:
-    """A camera close to the pavement, as street cameras and phones see vendors and
-    sheds: objects at the kerb, large, often beside each other."""
-    scene = street_background(rng, w, h)
-    if real_ground:
-        _real_ground(scene, rng)
-    img = scene.image
-    out = Labelled(img)
-    zoom = rng.uniform(2.2, 4.2)
-    kind = rng.choice(["vending", "construction", "dust", "mixed", "none"])
-    pool = {"vending": ("stall", "umbrella", "goods"), "construction": ("scaffold", "hoarding", "steel_shed", "material_pile"),
-            "dust": ("dust",), "mixed": CLASSES, "none": ()}[kind]
+POOLS = {"vending": ("stall", "umbrella", "goods"), "construction": ("scaffold", "hoarding", "steel_shed", "material_pile"),
+         "dust": ("dust",), "mixed": CLASSES, "none": ()}
+LOOKALIKES = ["car", "person", "tricycle", "tree", "steam"]
+
+
+def _scene_names(rng: np.random.Generator, kinds: list[str], max_lookalikes: int) -> list[str]:
+    """What a close view shows: 1-3 things of one kind of violation (or none), and look-alikes."""
+    pool = POOLS[rng.choice(kinds)]
     names = list(rng.choice(pool, int(rng.integers(1, 4)))) if pool else []
-    names += list(rng.choice(["car", "person", "tricycle", "tree", "steam"], int(rng.integers(0, 4))))
+    return names + list(rng.choice(LOOKALIKES, int(rng.integers(0, max_lookalikes + 1))))
+
+
+def _compose_close(img: np.ndarray, rng: np.random.Generator, names: list[str], where, out: "Labelled") -> None:
+    """Paste ``names`` large and close, far first; ``where(name)`` gives (ground row, px per metre)."""
+    h, w = img.shape[:2]
     placed = []
     for name in names:
-        ground = scene.kerb + rng.uniform(-12, 40 if name in ("car", "tricycle", "dust") else 15)
-        s = scene.px_per_m(ground) * zoom * rng.uniform(0.85, 1.15)
+        ground, s = where(name)
         mw, mh = SIZE_M[name]
         if name == "hoarding":
             mw *= rng.uniform(0.4, 1.0)
@@ -573,6 +573,23 @@ def _kerbside_image(rng: np.random.Generator, w: int, h: int, real_ground: bool 
         box = paste(img, sprite, x, y, solid=0.25 if name == "dust" else 0.5)
         if box and name in CLASS_ID:
             out.boxes.append((CLASS_ID[name], *box))
+
+
+def _kerbside_image(rng: np.random.Generator, w: int, h: int, real_ground: bool = False) -> Labelled:
+    """A camera close to the pavement, as street cameras and phones see vendors and
+    sheds: objects at the kerb, large, often beside each other."""
+    scene = street_background(rng, w, h)
+    if real_ground:
+        _real_ground(scene, rng)
+    out = Labelled(scene.image)
+    zoom = rng.uniform(2.2, 4.2)
+    names = _scene_names(rng, ["vending", "construction", "dust", "mixed", "none"], 3)
+
+    def at_kerb(name):
+        ground = scene.kerb + rng.uniform(-12, 40 if name in ("car", "tricycle", "dust") else 15)
+        return ground, scene.px_per_m(ground) * zoom * rng.uniform(0.85, 1.15)
+
+    _compose_close(scene.image, rng, names, at_kerb, out)
     return out
 
 
@@ -602,32 +619,12 @@ def _photo_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
     if bg is None:  # no photo installed: fall back to a rendered kerbside view
         return _kerbside_image(rng, w, h, real_ground=True)
     out = Labelled(bg)
-    kind = rng.choice(["vending", "construction", "dust", "mixed", "none", "none"])
-    pool = {"vending": ("stall", "umbrella", "goods"), "construction": ("scaffold", "hoarding", "steel_shed", "material_pile"),
-            "dust": ("dust",), "mixed": CLASSES, "none": ()}[kind]
-    names = list(rng.choice(pool, int(rng.integers(1, 4)))) if pool else []
-    names += list(rng.choice(["car", "person", "tricycle", "tree", "steam"], int(rng.integers(0, 3))))
-    placed = []
-    for name in names:
-        ground = rng.uniform(0.45 * h, 1.08 * h)
-        s = h / rng.uniform(3.5, 12.0)  # pixels per metre: near and far
-        mw, mh = SIZE_M[name]
-        if name == "hoarding":
-            mw *= rng.uniform(0.4, 1.0)
-        if name == "dust":
-            mw, mh = mw * rng.uniform(0.5, 1.0), mh * rng.uniform(0.5, 1.0)
-        sw, sh = int(mw * s), int(mh * s)
-        if sw < 10 or sh < 8 or sw > 0.9 * w or sh > 0.95 * h:
-            continue
-        placed.append((ground, name, sw, sh, int(rng.uniform(-0.1 * sw, w - 0.9 * sw)), int(ground - sh)))
-    img = out.image
-    for ground, name, sw, sh, x, y in sorted(placed):
-        sprite = render_sprite(name, rng, sw, sh)
-        if name == "dust":
-            sprite = (sprite[0], sprite[1] * rng.uniform(0.45, 1.0))
-        box = paste(img, sprite, x, y, solid=0.25 if name == "dust" else 0.5)
-        if box and name in CLASS_ID:
-            out.boxes.append((CLASS_ID[name], *box))
+    names = _scene_names(rng, ["vending", "construction", "dust", "mixed", "none", "none"], 2)
+
+    def anywhere_low(name):  # ground row in the lower half; pixels per metre near and far
+        return rng.uniform(0.45 * h, 1.08 * h), h / rng.uniform(3.5, 12.0)
+
+    _compose_close(bg, rng, names, anywhere_low, out)
     return out
 
 
