@@ -70,6 +70,7 @@ def _measured_pipeline_class():
             self.recording = False
             self.records: dict[str, list[tuple[float, float]]] = defaultdict(list)  # sid -> (t_done, lag_s)
             self._anchor: dict[str, tuple[float, float]] = {}  # sid -> (wall ts, pts) of its segment's start
+            self._last_pts: dict[str, float] = {}
 
         def step(self, frames):
             events = super().step(frames)
@@ -77,8 +78,11 @@ def _measured_pipeline_class():
             for f in frames:
                 pts = f.extra.get("pts")
                 anchor = self._anchor.get(f.source_id)
-                if pts is not None and (anchor is None or pts < anchor[1]):  # first, or a file started again
+                last = self._last_pts.get(f.source_id)
+                if pts is not None and (anchor is None or last is None or pts < last):  # first, or a file restarted
                     anchor = self._anchor[f.source_id] = (f.ts, pts)
+                if pts is not None:
+                    self._last_pts[f.source_id] = pts
                 # behind real time: how much later than its stream's clock the sample was
                 # read, plus how long it waited to be analysed
                 stream_lag = (f.ts - anchor[0]) - (pts - anchor[1]) if pts is not None else 0.0
