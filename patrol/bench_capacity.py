@@ -56,6 +56,7 @@ class Options:
     resolution: float = 0.05  # bisect until the bounds are this close (relative)
     gate: bool = False
     baseline: bool = True
+    baseline_urls: str = "worker"  # worker: the URLs the worker reads (sub-streams); main: the registry's main URLs
     pipeline: bool = True
     sources: int | None = None  # measure this N only, no search
     config: str | None = None
@@ -158,8 +159,9 @@ class CapacityBench:
             if side == "pipeline":
                 spec["sources"] = entries
             else:
+                main = self.o.baseline_urls == "main"
                 spec["sources"] = [{"id": e["id"], "kind": e["kind"], "interval_s": e["policy"]["interval_s"],
-                                    "read_url": e.get("sub_url") or e["url"]} for e in entries]
+                                    "read_url": e["url"] if main else e.get("sub_url") or e["url"]} for e in entries]
                 if self.o.transport == "file":
                     feeder = self._start_feeder(spec["sources"], n)
             delivery = [psutil.Process(p.pid) for p in served.children] + ([psutil.Process(feeder.pid)] if feeder else [])
@@ -292,7 +294,7 @@ class CapacityBench:
     def run(self) -> dict:
         o = self.o
         report: dict = {"mix": o.mix, "mix_proportions": MIXES[o.mix], "transport": o.transport, "seconds": o.seconds,
-                        "warmup_s": o.warmup_s, "gate": o.gate, "machine": machine(),
+                        "warmup_s": o.warmup_s, "gate": o.gate, "baseline_urls": o.baseline_urls, "machine": machine(),
                         "criteria": f"every source analysed at >= {RATE_FLOOR:.0%} of its policy rate over the window "
                                     f"(less one sample) and no source's lag growing by more than "
                                     f"max({LAG_SLACK_S:g} s, 2% of the window)"}
@@ -300,8 +302,9 @@ class CapacityBench:
             report["pipeline"] = self.search("pipeline")
         if o.baseline:
             report["ultralytics"] = self.search("ultralytics")
+            urls = "the worker's URLs" if o.baseline_urls == "worker" else "the registry's main URLs"
             report["ultralytics"]["how"] = (
-                "YOLO(weights).predict(source=<.streams file of the worker's URLs>, stream=True, vid_stride=<fps x "
+                f"YOLO(weights).predict(source=<.streams file of {urls}>, stream=True, vid_stride=<fps x "
                 "interval>, imgsz, conf): one predictor per sampling interval, each on its own thread"
                 + ("; files delivered as real-time MPEG-TS through FIFOs by one feeder process (remux only)"
                    if o.transport == "file" else "; the same RTSP server and URLs as the worker"))
@@ -455,6 +458,7 @@ def options_from_args(args) -> Options:
     return Options(mix=args.mix, transport=args.transport, seconds=args.seconds, warmup_s=args.warmup,
                    start=args.start, max_sources=args.max_sources, gate=args.gate, baseline=not args.no_baseline,
                    pipeline=not args.no_pipeline, sources=args.sources, config=getattr(args, "config", None),
+                   baseline_urls=args.baseline_urls,
                    cache_dir=args.cache, gop_s=gop, profile=args.profile)
 
 

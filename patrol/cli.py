@@ -692,6 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "sample goes to the detector, as in the baseline)")
     b.add_argument("--no-baseline", action="store_true", help="capacity: skip ultralytics")
     b.add_argument("--no-pipeline", action="store_true", help="capacity: only the ultralytics baseline")
+    b.add_argument("--baseline-urls", choices=["worker", "main"], default="worker",
+                   help="capacity: the baseline reads the worker's URLs (a fixed camera's sub-stream; default) or "
+                        "the registry's main URLs")
     b.add_argument("--gop", action="append", metavar="PROFILE=S",
                    help="capacity: key-frame interval of a media profile, e.g. hd720=2 (main1080, sub360, hd720, drone1080)")
     b.add_argument("--cache", default=str(ROOT / ".cache" / "sim"), help="capacity: prepared camera-cost media")
