@@ -485,6 +485,17 @@ def cmd_simulate(args) -> int:
         served.close()
 
 
+def trainable_weights(weights: Path) -> Path:
+    """The PyTorch weights behind a deployed model: an ONNX file or OpenVINO folder cannot be
+    fine-tuned, so `models/patrol-v2_openvino_model` trains from `models/patrol-v2.pt` beside it."""
+    weights = Path(weights)
+    if weights.suffix == ".pt":
+        return weights
+    stem = weights.name.removesuffix("_openvino_model") if weights.is_dir() else weights.stem
+    pt = weights.parent / f"{stem}.pt"
+    return pt if pt.exists() else weights
+
+
 def cmd_train(args) -> int:
     from vision.training import (DataError, check_classes, generate_dataset, read_data_yaml, resume_problem,
                                  run_metrics, train, weights_classes)
@@ -507,7 +518,7 @@ def cmd_train(args) -> int:
             return _fail(f"{run} already holds a run; continue it with --resume --name {args.name}, "
                          "or choose another --name")
         # A city's data set fine-tunes the configured model unless told otherwise.
-        weights = args.weights or ("yolo11n.yaml" if args.generate else str(_settings(args).model.weights))
+        weights = args.weights or ("yolo11n.yaml" if args.generate else str(trainable_weights(_settings(args).model.weights)))
         if args.data:
             try:
                 dataset = read_data_yaml(args.data)
@@ -736,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default="train")
     t.add_argument("--resume", action="store_true",
                    help="continue the interrupted run --name from its last.pt (with its own data and settings)")
-    t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v1.pt)")
+    t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v2.pt)")
     t.add_argument("--onnx", action="store_true", help="also export ONNX next to --output")
     t.set_defaults(fn=cmd_train)
 

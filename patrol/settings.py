@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weights: Path = ROOT / "models" / "patrol-v1.pt"
+    weights: Path = ROOT / "models" / "patrol-v2_openvino_model"
     imgsz: int = Field(256, ge=64, le=1920, multiple_of=32)
     conf: float = Field(0.25, gt=0, lt=1)
     device: str = "cpu"

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_videos"
-MODEL = ROOT / "models" / "patrol-v1.pt"
+MODEL = ROOT / "models" / "patrol-v2_openvino_model"
 CLIPS = sorted(p.stem for p in SAMPLES.glob("*.mp4"))
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")]

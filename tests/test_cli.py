@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = ROOT / "sample_videos" / "fixed_street_vending.mp4"
-WEIGHTS = ROOT / "models" / "patrol-v1.pt"
+WEIGHTS = ROOT / "models" / "patrol-v2_openvino_model"
 _PATROL = Path(sys.executable).with_name("patrol")
 PATROL = [str(_PATROL)] if _PATROL.exists() else [sys.executable, "-m", "patrol.cli"]
 

@@ -34,7 +34,7 @@ from webhook_receiver import Receiver, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-MODEL = ROOT / "models" / "patrol-v1.pt"
+MODEL = ROOT / "models" / "patrol-v2_openvino_model"
 SAMPLES = ROOT / "sample_videos"
 ANALYST, PASSWORD = "analyst.wang", "review-keys-only"
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "models" / "patrol-v1.pt"
+MODEL = ROOT / "models" / "patrol-v2_openvino_model"
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")]
 

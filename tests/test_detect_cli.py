@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "models" / "patrol-v1.pt"
+MODEL = ROOT / "models" / "patrol-v2_openvino_model"
 
 
 def still(clip: str, t: float, out: Path) -> Path:
@@ -62,4 +62,4 @@ def test_bench_detector_reports_a_cost_per_image():
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert [r["batch"] for r in result["results"]] == [1, 2]
-    assert all(r["ms_per_image"] > 0 and r["weights"] == "patrol-v1.pt" for r in result["results"])
+    assert all(r["ms_per_image"] > 0 and r["weights"] == MODEL.name for r in result["results"])

@@ -11,7 +11,9 @@ from vision.detector import Detector, DetectorError, model_version
 from vision.synth import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "models" / "patrol-v1.pt"
+MODEL = ROOT / "models" / "patrol-v2.pt"  # the trained weights; the runtimes' exports sit beside them
+ONNX = ROOT / "models" / "patrol-v2.onnx"
+OPENVINO = ROOT / "models" / "patrol-v2_openvino_model"  # the default (fastest at the same accuracy)
 needs_model = pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")
 
 
@@ -61,18 +63,23 @@ def test_one_batch_of_several_sources_finds_each_sources_violation():
 
 
 @needs_model
-def test_onnx_export_detects_what_the_pytorch_weights_detect(tmp_path):
-    pytest.importorskip("onnxruntime")
-    from ultralytics import YOLO
-
-    pt = tmp_path / "patrol-v1.pt"
-    pt.write_bytes(MODEL.read_bytes())
-    onnx = Path(YOLO(str(pt)).export(format="onnx", imgsz=256, dynamic=True, simplify=False))
+@pytest.mark.parametrize("export", [ONNX, OPENVINO], ids=["onnx", "openvino"])
+def test_the_committed_exports_detect_what_the_pytorch_weights_detect(export):
+    # the exports in models/ must be of these weights: same best box, label and score
     image = frame_at("fixed_illegal_construction", 20).image
     a = Detector(MODEL).detect([image])[0]
-    b = Detector(onnx).detect([image])[0]
+    b = Detector(export).detect([image])[0]
     assert len(a) and len(b)
     best_a, best_b = a.xyxy[np.argmax(a.confidence)], b.xyxy[np.argmax(b.confidence)]
     assert a.labels[int(np.argmax(a.confidence))] == b.labels[int(np.argmax(b.confidence))]
     assert iou(best_a, best_b) > 0.9
-    assert abs(float(a.confidence.max()) - float(b.confidence.max())) < 0.05
+    assert abs(float(a.confidence.max()) - float(b.confidence.max())) < 0.05  # FP16 OpenVINO weights included
+
+
+@needs_model
+def test_the_default_weights_are_the_openvino_export():
+    from patrol.settings import Settings
+    from vision.detector import DEFAULT_WEIGHTS
+
+    assert Settings().model.weights == DEFAULT_WEIGHTS == OPENVINO
+    assert Detector(OPENVINO, max_batch=8).detect([frame_at("fixed_street_vending", 15).image] * 3)  # batches too

@@ -21,7 +21,7 @@ import yaml
 from sqlalchemy.orm import Session
 
 from cases import clean_frames
-from patrol.cli import main
+from patrol.cli import main, trainable_weights
 from patrol.settings import load_settings
 from patrol.wiring import Parts
 from streams.frame import Frame
@@ -364,7 +364,9 @@ def test_fine_tune_on_the_export_gives_weights_the_detector_loads(city, exported
                "--output", str(dest)])
     text = capsys.readouterr().out
     assert rc == 0, text
-    assert f"fine-tuning {city.parts.settings.model.weights}" in text  # the configured model, not from scratch
+    # the configured model, not from scratch: the PyTorch weights behind the deployed OpenVINO export
+    assert f"fine-tuning {trainable_weights(city.parts.settings.model.weights)}" in text
+    assert trainable_weights(city.parts.settings.model.weights).suffix == ".pt"
     assert "training and" in text and "1 epochs at 64 px, batch 4" in text and "--resume --name smoke" in text
     assert "validation after epoch 1: precision" in text
     detector = Detector(dest, imgsz=64)
@@ -416,7 +418,7 @@ def test_an_interrupted_fine_tune_resumes_where_it_stopped(city, exported, tmp_p
         raise KeyboardInterrupt  # as ^C would, once last.pt of epoch 1 is saved
 
     with pytest.raises(KeyboardInterrupt):
-        train(out / "data.yaml", runs, model=str(city.parts.settings.model.weights), epochs=2, imgsz=64, batch=4,
+        train(out / "data.yaml", runs, model=str(trainable_weights(city.parts.settings.model.weights)), epochs=2, imgsz=64, batch=4,
               name="cut", callbacks={"on_model_save": stop_after_first_epoch})
     results = (runs / "cut" / "results.csv").read_text().splitlines()
     assert len(results) == 2  # header + epoch 1

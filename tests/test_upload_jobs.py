@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_videos"
 DRONE = SAMPLES / "drone_illegal_construction.mp4"
 DRONE_SRT = SAMPLES / "drone_illegal_construction.SRT"
-MODEL = ROOT / "models" / "patrol-v1.pt"
+MODEL = ROOT / "models" / "patrol-v2_openvino_model"
 WORKER_PROC = Path(__file__).with_name("upload_worker_proc.py")
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")]

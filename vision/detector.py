@@ -15,7 +15,7 @@ from vision.detections import Detections
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # never fetch anything at run time
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "patrol-v1.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "patrol-v2_openvino_model"
 
 
 class DetectorError(RuntimeError):
@@ -38,8 +38,14 @@ class Detector:
         weights = Path(weights)
         if not weights.exists():
             raise DetectorError(f"model weights not found: {weights}")
-        from ultralytics import YOLO
+        import logging
 
+        from ultralytics import YOLO
+        from ultralytics.utils import LOGGER
+
+        # ultralytics tells on stdout which runtime it loads ("Loading … for OpenVINO inference"):
+        # stdout belongs to our commands (`patrol detect --json` prints one JSON line per image)
+        LOGGER.setLevel(logging.WARNING)
         try:
             self.model = YOLO(str(weights), task="detect")
         except Exception as err:  # ultralytics raises many types for a bad file
