@@ -269,11 +269,10 @@ def test_seqs_become_visible_in_order_under_concurrent_approvals(parts):
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite serialises writers (BEGIN IMMEDIATE)
 def test_without_the_append_lock_postgresql_would_let_a_later_seq_overtake(db_url, tmp_path, monkeypatch):
     """The hazard the append lock exists for, shown on PostgreSQL with the lock taken out:
     the test above is not passing by luck."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite serialises writers with BEGIN IMMEDIATE; the hazard is PostgreSQL's")
     parts = make_parts(db_url, tmp_path)
     try:
         a, b = make_drafts(parts, 2)
