@@ -150,6 +150,7 @@ class CapacityBench:
 
     # -- one trial -------------------------------------------------------------------
     def trial(self, side: str, n: int, profile_dir: Path | None = None) -> dict:
+        load = os.getloadavg()[0]  # what else the machine was doing as the trial began
         sim = self.simulation(n)
         spec = {"side": side, "seconds": self.o.seconds, "warmup_s": self.o.warmup_s, "config": self.o.config,
                 "fps": FPS, "stagger_s": 2.0}
@@ -170,6 +171,7 @@ class CapacityBench:
                 feeder.terminate()
                 feeder.wait(timeout=10)
         result["verdict"] = judge(result)
+        result["load_1min_before"] = round(load, 2)
         return result
 
     def _start_feeder(self, sources: list[dict], n: int) -> subprocess.Popen:
@@ -284,7 +286,8 @@ class CapacityBench:
                     bad = mid
         summary = {"sustained_sources": good, "at_sustained": _figures(trials.get(good)),
                    "trials": [{"sources": n, **{k: v for k, v in trials[n]["verdict"].items()},
-                               "samples_per_s": trials[n].get("samples_per_s"), "cpu_cores": trials[n].get("cpu_cores")}
+                               "samples_per_s": trials[n].get("samples_per_s"), "cpu_cores": trials[n].get("cpu_cores"),
+                               "load_1min_before": trials[n].get("load_1min_before")}
                               for n in sorted(trials)]}
         first_bad = min((n for n in trials if n > good), default=None)
         if first_bad is not None:
