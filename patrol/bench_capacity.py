@@ -318,8 +318,8 @@ class CapacityBench:
             report["city"] = {"sources": CITY_SOURCES,
                               "machines_needed": math.ceil(CITY_SOURCES / p["sustained_sources"]),
                               "share_on_one_machine": round(p["sustained_sources"] / CITY_SOURCES, 3)}
-        if o.profile and p and p["sustained_sources"]:
-            report["profile"] = self.profile(p["sustained_sources"])
+        if o.profile and p and (p["sustained_sources"] or o.sources):
+            report["profile"] = self.profile(p["sustained_sources"] or o.sources)
         report["media"] = sorted(self.media.values(), key=lambda m: m["path"])
         report["model"] = (p or {}).get("at_sustained", {}).get("model")
         return report
