@@ -360,9 +360,11 @@ def rtmp_server(port: int | None = None):
 # ---------------------------------------------------------------- HTTP-FLV
 
 
-def listening(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:`port`, asked of the kernel: connecting
-    to find out would itself be taken as a player by a one-client server."""
+def serving(port: int) -> bool:
+    """Whether a server on 127.0.0.1:`port` is up, asked of the kernel: connecting to find
+    out would itself be taken as a player by a one-client server. Up means listening, or
+    already serving a player: FFmpeg's ``-listen 1`` stops listening the moment a player
+    connects, and a reader retrying every few milliseconds can connect between two looks."""
     wanted = f"{port:04X}"
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -371,7 +373,8 @@ def listening(port: int) -> bool:
             continue
         for row in rows:
             fields = row.split()
-            if fields[1].rsplit(":", 1)[1] == wanted and fields[3] == "0A":  # 0A: TCP_LISTEN
+            # local address is ours; 0A: TCP_LISTEN, 01: TCP_ESTABLISHED
+            if fields[1].rsplit(":", 1)[1] == wanted and fields[3] in ("0A", "01"):
                 return True
     return False
 
@@ -421,12 +424,12 @@ class HttpFlvServer(_Process):
         return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", *source, "-an",
                 "-f", "flv", "-listen", "1", self.url]
 
-    def _spawn_server(self, timeout_s: float = 10.0) -> None:
+    def _spawn_server(self, timeout_s: float = 20.0) -> None:
         """Start one server process and wait until it listens (called under the lock)."""
         proc = self._spawn(self._argv(), stdout=subprocess.DEVNULL)
         self.served += 1
         deadline = time.monotonic() + timeout_s
-        while not listening(self.port):
+        while not serving(self.port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"HTTP-FLV server did not start (exit {proc.poll()}): {self.log_tail()}")
             time.sleep(0.02)

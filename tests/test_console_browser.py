@@ -152,6 +152,8 @@ def test_an_analyst_reviews_the_queue_with_the_keyboard_alone(stack, browser):
     # -- log in through /login (the console sends us there), keys only
     page.goto(base + "/")
     page.wait_for_url("**/login?next=%2F")
+    # autofocus lands after "load" on a busy machine: type only once the field holds the focus
+    page.wait_for_function("document.activeElement && document.activeElement.name === 'username'")
     kb.type(ANALYST)  # the user name field has the focus
     kb.press("Tab")
     kb.type(PASSWORD)
