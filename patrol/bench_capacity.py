@@ -353,6 +353,36 @@ class CapacityBench:
         return summary
 
 
+def decode_costs(paths: list[Path], repeats: int = 2) -> list[dict]:
+    """Per media file, on one thread: CPU to decode one key frame (what the worker spends per
+    sample) and the mean over every frame (what a reader that decodes everything spends)."""
+    import av
+
+    out = []
+    for path in paths:
+        row: dict = {"path": Path(path).name}
+        for mode in ("key", "all"):
+            with av.open(str(path)) as c:
+                s = c.streams.video[0]
+                s.codec_context.thread_count = 1
+                packets = [p for p in c.demux(s) if p.size]
+                keys = [p for p in packets if p.is_keyframe]
+                frames, t0 = 0, time.thread_time()
+                for _ in range(repeats):
+                    for p in keys if mode == "key" else packets:
+                        frames += len(s.codec_context.decode(p))
+                        if mode == "key":  # a lone key frame, drained at once as the sampler does
+                            frames += len(s.codec_context.decode(None))
+                            s.codec_context.flush_buffers()
+                row[f"decode_{mode}_ms"] = round((time.thread_time() - t0) * 1000 / max(1, frames), 2)
+                if mode == "key":
+                    row["key_frame_kb"] = round(sum(p.size for p in keys) / len(keys) / 1024, 1)
+                    rate = s.average_rate or s.guessed_rate
+                    row["fps"] = float(rate) if rate else None
+        out.append(row)
+    return out
+
+
 def rss_slope(series: list) -> float | None:
     """Least-squares slope of RSS over time, MB per hour."""
     if len(series) < 3:

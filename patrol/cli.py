@@ -420,11 +420,37 @@ def _bench_capacity(args) -> int:
     return 0 if "error" not in report else 1
 
 
+def _bench_decode(args) -> int:
+    """bench decode: what a key frame and an average frame of each camera-cost stream cost."""
+    from patrol.bench_capacity import decode_costs
+    from streams.camera_media import MediaError
+    from streams.simulate import CITY_MIX, CitySimulation, SimulationError, plan, progress_printer
+
+    try:
+        sim = CitySimulation(plan(CITY_MIX, args.samples), args.cache)
+        sim.prepare(progress_printer(sys.stderr))
+    except (SimulationError, MediaError) as err:
+        return _fail(str(err))
+    media = {Path(m["path"]).name: m for m in sim.media_table()}
+    rows = decode_costs(sorted(Path(p) for p in sim.media))
+    for r in rows:
+        r.update({k: media[r["path"]][k] for k in ("profile", "width", "height", "kbps", "gop_s")})
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['path']}: {r['width']}x{r['height']} {r['kbps']:.0f} kbit/s GOP {r['gop_s']:g} s; key frame "
+                  f"{r['key_frame_kb']} KB decodes in {r['decode_key_ms']} ms, an average frame in {r['decode_all_ms']} ms")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from patrol.bench import bench_detector
 
     if args.what in ("capacity", "soak"):
         return _bench_capacity(args)
+    if args.what == "decode":
+        return _bench_decode(args)
     settings = _settings(args)
     if args.what == "detector":
         weights = [Path(w) for w in args.weights] if args.weights else [settings.model.weights]
@@ -683,9 +709,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("bench", help="benchmarks (figures for docs/benchmarks.md)")
-    b.add_argument("what", choices=["detector", "capacity", "soak"],
+    b.add_argument("what", choices=["detector", "capacity", "soak", "decode"],
                    help="detector: inference cost per image; capacity: sources one machine patrols in real time, "
-                        "against ultralytics' streaming prediction; soak: memory over a long run")
+                        "against ultralytics' streaming prediction; soak: memory over a long run; decode: CPU "
+                        "per key frame and per frame of the simulator's camera-cost media")
     b.add_argument("--weights", nargs="+", help="weights files to compare (.pt, .onnx, OpenVINO folder)")
     b.add_argument("--imgsz", type=int)
     b.add_argument("--batch", type=int, nargs="+", default=[1, 8])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from patrol.bench_capacity import judge, rss_slope, summarize_profile
+from patrol.bench_capacity import decode_costs, judge, rss_slope, summarize_profile
 from patrol.settings import Settings
 from tests.media_servers import require_ffmpeg
 
@@ -79,6 +79,14 @@ def clips(tmp_path_factory) -> Path:
                         f"testsrc2=size={size}:rate=10", "-t", "4", "-c:v", "libx264", "-preset", "ultrafast",
                         "-pix_fmt", "yuv420p", str(d / f"{name}.mp4")], check=True, timeout=60)
     return d
+
+
+def test_decode_costs_tell_a_key_frame_from_an_average_frame(clips):
+    """testsrc2 at ultrafast: key frames every 250 frames cost more than the P-frames between."""
+    (row,) = decode_costs([clips / "mobile_street_vending.mp4"], repeats=1)
+    assert row["path"] == "mobile_street_vending.mp4" and row["fps"] == 10
+    assert row["key_frame_kb"] > 0 and row["decode_key_ms"] > 0 and row["decode_all_ms"] > 0
+    assert row["decode_key_ms"] > row["decode_all_ms"]
 
 
 @pytest.mark.slow
