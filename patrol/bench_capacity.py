@@ -105,13 +105,18 @@ def machine() -> dict:
 
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or platform.machine())
+    # Inference cost differs several-fold between CPUs with and without AVX-512 (VNNI for INT8),
+    # so figures from two machines compare only with their vector extensions beside them.
+    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), [])
+    vector = sorted(f for f in flags if f.startswith(("avx", "amx")) or f in ("fma", "f16c"))
     busy = []
     me = os.getpid()
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if p.info["pid"] != me and ("patrol train" in cmd or "pytest" in cmd):
+        if p.info["pid"] != me and any(job in cmd for job in ("patrol train", "patrol eval", "pytest")):
             busy.append(cmd[:120])
-    return {"cores": os.cpu_count(), "cpu": model, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    return {"cores": os.cpu_count(), "cpu": model, "vector_extensions": vector, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "torch": torch.__version__, "ultralytics": ultralytics.__version__,
             "pyav": av.__version__, "load_1min_at_start": round(os.getloadavg()[0], 2), "other_jobs_at_start": busy}
 

@@ -147,6 +147,16 @@ def test_closed_event_shows_the_place_after_it_went_and_the_clip_stops_growing()
     assert all(e.before and e.after and e.clip for e in events)
 
 
+def test_the_clip_is_encoded_at_the_first_revision_when_full_and_at_the_close_only():
+    # encoding costs the detection loop tens of ms: not once per revision while the clip grows
+    sightings = [False] + [True] * (CLIP_SAMPLES + 4) + [False] * 35
+    events = patrol(construction_rules(update_every_s=1.0), sightings)
+    assert len(events) > 4
+    clips = list(dict.fromkeys(e.clip for e in events))  # distinct encodings, in order
+    assert len(clips) <= 3
+    assert [len(video_frames(c)[0]) for c in clips][-1] == CLIP_SAMPLES
+
+
 def test_a_structure_there_from_the_first_sample_has_no_view_before():
     events = patrol(construction_rules(), [True] * 6)
     assert events[0].before is None and events[0].before_ts is None

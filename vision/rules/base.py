@@ -278,7 +278,11 @@ class EventRule:
         after = self.recent.newest()  # the latest view; once closed, the place after it went
         if after is not None and (track.before is None or after.ts != track.before.ts):
             ev.after, ev.after_ts = after.jpeg, after.ts
-        if len(track.clip) >= 2 and track.clip_encoded != len(track.clip):
+        # Encoding runs on the worker's detection loop: at the first revision, once the clip is
+        # full, and at the close, not at every revision in between (a revision in between
+        # carries the clip as last encoded).
+        grown = len(track.clip) >= 2 and track.clip_encoded != len(track.clip)
+        if grown and (track.clip_mp4 is None or len(track.clip) >= CLIP_SAMPLES or ev.state == "closed"):
             track.clip_mp4 = make_clip([s.jpeg for s in track.clip])
             track.clip_encoded = len(track.clip)
         ev.clip = track.clip_mp4
