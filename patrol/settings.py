@@ -26,6 +26,10 @@ class ModelSettings(BaseModel):
     conf: float = Field(0.25, gt=0, lt=1)
     device: str = "cpu"
     batch: int = Field(16, ge=1, le=256)
+    # inference threads of an exported model (OpenVINO, ONNX Runtime); 0: the runtime's choice
+    # (every core). A worker whose readers decode on the same cores may do better with 1: an
+    # inference thread that waits for a busy core spins.
+    threads: int = Field(0, ge=0, le=256)
 
 
 class CaseSettings(BaseModel):

@@ -84,7 +84,7 @@ class Parts:
         from vision.detector import Detector
 
         m = self.settings.model
-        return Detector(m.weights, imgsz=m.imgsz, conf=m.conf, device=m.device, max_batch=m.batch)
+        return Detector(m.weights, imgsz=m.imgsz, conf=m.conf, device=m.device, max_batch=m.batch, threads=m.threads)
 
     @cached_property
     def rules(self):

@@ -33,11 +33,32 @@ def model_version(path: str | Path) -> str:
 
 
 class Detector:
+    """``.pt`` weights run through ultralytics; an exported model (OpenVINO folder, ``.onnx``)
+    runs through ``vision.runtime``, which gives the same boxes at a fraction of the Python
+    per batch (see there why that matters on a busy worker)."""
+
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, imgsz: int = 256, conf: float = 0.25,
-                 iou: float = 0.5, device: str = "cpu", max_batch: int = 16):
+                 iou: float = 0.5, device: str = "cpu", max_batch: int = 16, threads: int = 0):
         weights = Path(weights)
         if not weights.exists():
             raise DetectorError(f"model weights not found: {weights}")
+        self.weights = weights
+        self.imgsz, self.conf, self.iou, self.device, self.max_batch = imgsz, conf, iou, device, max_batch
+        self.version = model_version(weights)
+        self.model = self.runtime = None
+        if device == "cpu" and (weights.is_dir() or weights.suffix == ".onnx"):
+            from vision.runtime import RuntimeModel
+
+            try:
+                self.runtime = RuntimeModel(weights, imgsz, threads)
+                names = exported_names(weights)
+            except Exception as err:  # the runtimes raise many types for a bad file
+                raise DetectorError(f"cannot load model {weights}: {err}") from err
+        else:
+            names = self._load_ultralytics(weights)
+        self.names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+
+    def _load_ultralytics(self, weights: Path):
         import logging
 
         from ultralytics import YOLO
@@ -50,17 +71,17 @@ class Detector:
             self.model = YOLO(str(weights), task="detect")
         except Exception as err:  # ultralytics raises many types for a bad file
             raise DetectorError(f"cannot load model {weights}: {err}") from err
-        self.weights = weights
-        self.imgsz, self.conf, self.iou, self.device, self.max_batch = imgsz, conf, iou, device, max_batch
-        self.version = model_version(weights)
-        names = self.model.names
-        self.names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+        return self.model.names
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
         """Detections for each BGR image, in that image's pixels."""
         out: list[Detections] = []
         for i in range(0, len(images), self.max_batch):
             chunk = images[i : i + self.max_batch]
+            if self.runtime is not None:
+                for xyxy, conf, cls in self.runtime.predict(chunk, self.conf, self.iou):
+                    out.append(Detections(xyxy, conf, cls, [self.names[c] for c in cls]))
+                continue
             results = self.model.predict(chunk, imgsz=self.imgsz, conf=self.conf, iou=self.iou, device=self.device,
                                          verbose=False, batch=len(chunk))
             for r in results:
@@ -69,3 +90,21 @@ class Detector:
                 out.append(Detections(b.xyxy.cpu().numpy().astype(np.float32), b.conf.cpu().numpy().astype(np.float32),
                                       cls, [self.names[c] for c in cls]))
         return out
+
+
+def exported_names(weights: Path) -> dict[int, str]:
+    """Class names ultralytics wrote beside an export: metadata.yaml in an OpenVINO folder,
+    the ``names`` metadata entry of an ONNX file."""
+    import ast
+
+    if weights.is_dir():
+        import yaml
+
+        meta = yaml.safe_load((weights / "metadata.yaml").read_text(encoding="utf-8"))
+        names = meta["names"]
+    else:
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(weights), load_external_data=False).metadata_props}
+        names = ast.literal_eval(props["names"])
+    return {int(k): str(v) for k, v in names.items()}
