@@ -201,7 +201,8 @@ class LiveReader:
             return {
                 "state": self._state,
                 "samples": self._samples,
-                "dropped": self._dropped,
+                # samples the detector never saw: replaced in the slot, or held and superseded undecoded
+                "dropped": self._dropped + self._sampler_stats.superseded,
                 "reconnects": self._reconnects,
                 "last_error": self._last_error,
                 "last_sample_ts": self._last_sample_ts,
@@ -278,6 +279,7 @@ class LiveReader:
         pacer = _Pacer() if self.is_file else None
         size = None
         pending_since = None  # when the decoder was first fed without anything coming out since
+        held_at = None  # wall time the held key frame arrived
         last_video = last_sample = time.monotonic()
         # Longest a working stream goes without a sample (a due key frame may come a GOP late).
         sample_gap_s = self.stall_timeout_s + 2 * self.interval_s
@@ -288,6 +290,8 @@ class LiveReader:
                 raise _Failure(f"{redact(self.url)}: no data for {self.read_timeout_s:g} s", "stalled") from None
             if packet is None:
                 if self.is_file:
+                    for s in sampler.release():  # the newest sample is what a file leaves behind
+                        self._publish(s, held_at)
                     return
                 raise _Failure(f"{redact(self.url)}: stream ended")
             now = time.monotonic()
@@ -302,13 +306,28 @@ class LiveReader:
             if pacer is not None and not pacer.wait(sampler.seconds(packet.dts), self._stop):
                 return
             sent, decoded = stats.sent, stats.decoded
-            for s in sampler.push(packet):
+            # The detector has not taken the last sample: a due key frame waits undecoded
+            # (the newest one wins) and is decoded the moment the slot is free, unless the
+            # sample waiting has grown stale; then it is decoded and replaces it.
+            waiting = self._slot
+            hold = (stats.keyframes_only and waiting is not None
+                    and time.time() - waiting.ts < _HOLD_STALE_INTERVALS * self.interval_s)
+            out = sampler.push(packet, hold=hold)
+            if sampler.held is not None:
+                if self._slot is None:
+                    out += sampler.release()
+                    held_at = None
+                else:
+                    held_at = held_at or time.time()
+                    last_sample = now  # held samples are progress: the stream is fine, the detector is behind
+            for s in out:
                 if size is not None and s.source_size != size:
                     detail = (f"resolution changed from {size[0]}x{size[1]} "
                               f"to {s.source_size[0]}x{s.source_size[1]}")
                     self._set_state("live", detail, force=True)
                 size = s.source_size
-                self._publish(s)
+                self._publish(s, held_at)
+                held_at = None
                 last_sample = now
             if stats.decoded > decoded:
                 pending_since = None
@@ -337,11 +356,12 @@ class LiveReader:
             reason = f"no data for {self.read_timeout_s:g} s"
         return f"{redact(self.url)}: {reason}"
 
-    def _publish(self, s) -> None:
+    def _publish(self, s, arrived: float | None = None) -> None:
+        """Put a sample in the slot; ``arrived``: when its key frame came, if it was held."""
         if self._stop.is_set():
             return
         self._went_live = True
-        now = time.time()
+        now = arrived or time.time()
         frame = Frame(
             self.source_id,
             now,
@@ -393,6 +413,13 @@ class LiveReader:
         with self._lock:
             self._last_error = detail
         self._set_state("down", detail)
+
+
+# A sample waiting this many intervals for the detector is stale: the next due key frame is
+# decoded and replaces it rather than being held. Under overload the reader then decodes one
+# key frame per two intervals, not one per interval, and the detector never gets a sample
+# older than this.
+_HOLD_STALE_INTERVALS = 2.0
 
 
 class _Pacer:

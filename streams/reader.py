@@ -59,6 +59,8 @@ class SampleStats:
     corrupt: int = 0  # packets the decoder rejected
     gop_s: float | None = None  # latest key-frame spacing seen
     keyframes_only: bool = False  # whether non-key packets are being dropped
+    held: int = 0  # due key frames kept undecoded while the last sample still waited for the detector
+    superseded: int = 0  # held key frames replaced by a newer one before they were decoded
     decode_s: float = 0.0  # CPU time of this thread spent in the decoder
     convert_s: float = 0.0  # CPU time spent scaling and converting samples
 
@@ -240,6 +242,7 @@ class Sampler:
         rate = stream.average_rate or stream.guessed_rate
         self._frame_s = 1.0 / float(rate) if rate else 0.04
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
+        self.held: av.Packet | None = None  # a due key frame waiting, undecoded, for the detector to have room
 
     # Times are seconds from the stream's start, so a file's first frame is at ~0.
     def seconds(self, pts: int | None) -> float | None:
@@ -268,9 +271,14 @@ class Sampler:
                 self.stats.keyframes_only = max(self._gops) <= self.interval_s * _GOP_TOLERANCE
         self._last_key_t = t
 
-    def push(self, packet: av.Packet) -> list[Sample]:
+    def push(self, packet: av.Packet, hold: bool = False) -> list[Sample]:
         """Feed one demuxed packet of this stream; returns the samples it completes.
-        An empty packet (PyAV's end-of-stream marker) flushes the decoder."""
+        An empty packet (PyAV's end-of-stream marker) flushes the decoder.
+
+        ``hold``: the caller's last sample has not been taken yet. A due key frame is then
+        kept as it came (tens of KB) instead of decoded, until ``release()``, or replaced
+        undecoded by the next due one: a detector that is behind costs no decoding of
+        samples it would never see. Only where key frames decode alone (keyframes-only)."""
         if packet.size == 0:
             return self.flush()
         self.stats.packets += 1
@@ -280,15 +288,36 @@ class Sampler:
         if self.stats.keyframes_only:
             if not packet.is_keyframe or (t is not None and not self.is_due(t)):
                 return []  # dropped before decoding: the whole point of this mode
+            if hold:
+                if self.held is not None:
+                    self.stats.superseded += 1
+                self.stats.held += 1
+                if t is not None:
+                    self._taken(t)
+                self.held = packet
+                return []
+            if self.held is not None:  # a newer due key frame decodes anyway: the held one is stale
+                self.held = None
+                self.stats.superseded += 1
             # A lone key frame is drained at once, or the decoder's reorder delay
             # would hold it back until the next one, an interval late.
             return self._decode(packet) + self._decode(None, reset=True)
+        if self.held is not None:  # key frames came too far apart to decode alone after all
+            self.held = None
+            self.stats.superseded += 1
         return self._decode(packet)
 
-    def flush(self) -> list[Sample]:
-        return self._decode(None, reset=True)
+    def release(self) -> list[Sample]:
+        """Decode the held key frame, if any: its sample, whatever the time now."""
+        packet, self.held = self.held, None
+        if packet is None:
+            return []
+        return self._decode(packet, due=False) + self._decode(None, reset=True, due=False)
 
-    def _decode(self, packet: av.Packet | None, reset: bool = False) -> list[Sample]:
+    def flush(self) -> list[Sample]:
+        return self.release() + self._decode(None, reset=True)
+
+    def _decode(self, packet: av.Packet | None, reset: bool = False, due: bool = True) -> list[Sample]:
         if packet is not None:
             self.stats.sent += 1
         t0 = time.thread_time()
@@ -308,7 +337,9 @@ class Sampler:
             if t is None:  # no timestamps: count frames instead
                 t = 0.0 if self._last_t is None else self._last_t + self._frame_s
             self._last_t = t
-            if self.is_due(t):
+            if not due:  # a held key frame: its place on the grid was taken when it came
+                out.append(self._convert(vf, t))
+            elif self.is_due(t):
                 self._taken(t)
                 out.append(self._convert(vf, t))
         return out

@@ -203,11 +203,32 @@ def test_latest_keeps_only_the_newest_and_counts_the_rest(tmp_path, readers):
     path = make_video(tmp_path / "fast.mp4", seconds=2, fps=10, gop=2)
     reader = readers("busy", str(path), interval_s=0.2)  # a consumer that never looks
     wait_for(lambda: not reader.running, 5, "the end of the file")
-    stats = reader.stats()
-    assert stats["samples"] == 10 and stats["dropped"] == 9
+    stats, sampled = reader.stats(), reader.sampler_stats
+    # 10 due key frames, one kept: the newest. While the slot was full and fresh, due key
+    # frames were held undecoded, each replacing the last; the file's end decoded the last.
+    assert stats["dropped"] == 9 and stats["samples"] + sampled.superseded == 10
+    assert sampled.held >= 3 and stats["samples"] <= 7  # a full slot saved decoding
     newest = reader.latest()
-    assert newest.index == 9 and newest.extra["pts"] == pytest.approx(1.8)
+    assert newest.index == stats["samples"] - 1 and newest.extra["pts"] == pytest.approx(1.8)
     assert reader.latest() is None
+
+
+def test_a_held_key_frame_is_decoded_as_soon_as_the_detector_takes_the_last_sample(tmp_path, readers):
+    path = make_video(tmp_path / "live.mp4", seconds=4, fps=10, gop=5)
+    reader = readers("slow-detector", str(path), interval_s=0.5, loop=True)
+    wait_for(lambda: reader.sampler_stats.held >= 2, 10, "due key frames held while nobody takes samples")
+    time.sleep(2.0)
+    st = reader.sampler_stats
+    # one due key frame in two is held while the sample waiting is fresh (under two intervals)
+    assert st.samples <= 0.75 * (st.samples + st.superseded) + 1, "a full, fresh slot still made the reader decode"
+    first = reader.latest()
+    assert time.time() - first.ts < 2 * 0.5 + 0.3
+    decoded = reader.sampler_stats.samples
+    wait_for(lambda: reader.sampler_stats.samples > decoded, 1.0, "the held key frame decoded")
+    second = reader.latest()  # the next one is the newest due key frame, decoded just now
+    assert second.extra["pts"] > first.extra["pts"] or second.extra["pts"] < 0.6  # (or the file looped)
+    assert time.time() - second.ts < 0.8  # stamped when its key frame came, at most an interval ago
+    assert reader.stats()["state"] == "live"
 
 
 def test_packets_that_never_decode_mean_stalled(tmp_path, readers):

@@ -104,6 +104,25 @@ def test_gop_within_interval_drops_non_key_packets_before_decoding(clip):
     assert all(f.keyframe for f in frames)
 
 
+def test_held_key_frames_are_not_decoded_and_the_newest_is_released(clip):
+    from streams.reader import Sampler
+
+    with av.open(str(clip)) as c:
+        stream = c.streams.video[0]
+        sampler = Sampler(stream, 1.0, keyframes_only=True)
+        out = []
+        for packet in c.demux(stream):
+            if packet.size == 0:
+                continue
+            out += sampler.push(packet, hold=len(out) > 0)  # the first sample is never taken
+        stats = sampler.stats
+        assert len(out) == 1 and stats.decoded == 1  # key frames at 1..5 s: held, not decoded
+        assert stats.held == 5 and stats.superseded == 4
+        (newest,) = sampler.release()
+        assert newest.t == pytest.approx(5.0) and newest.keyframe and stats.decoded == 2
+        assert sampler.release() == []
+
+
 def test_forced_keyframes_only_decodes_just_the_due_key_frames(clip):
     frames, stats = samples(clip, 2.0, keyframes_only=True)
     assert [f.ts for f in frames] == pytest.approx([0, 2, 4])
