@@ -427,8 +427,9 @@ def _figures(r: dict | None) -> dict:
 _CATEGORIES = [
     ("decode (PyAV / FFmpeg H.264)", ("_decode (streams/reader.py",)),
     ("scale + colour conversion", ("_convert (streams/reader.py",)),
-    ("inference: model forward (torch)", ("torch/nn/modules", "ultralytics/nn/")),
-    ("inference: pre/post-processing (ultralytics Python, NMS)", ("vision/detector.py",)),
+    ("inference: model forward (OpenVINO / ONNX Runtime / torch)",
+     ("openvino/", "onnxruntime/", "torch/nn/modules", "ultralytics/nn/")),
+    ("inference: pre/post-processing (letterbox, NMS)", ("vision/runtime.py", "vision/detector.py")),
     ("change gate", ("vision/gate.py",)),
     ("rules and events", ("vision/rules/", "vision/events.py", "vision/evidence.py")),
     ("reader Python (demux loop, pacing, bookkeeping)", ("streams/live.py", "streams/reader.py")),

@@ -457,14 +457,17 @@ def cmd_bench(args) -> int:
         missing = [str(w) for w in weights if not w.exists()]
         if missing:
             return _fail(f"no such weights: {', '.join(missing)}")
-        result = bench_detector(weights, args.imgsz or settings.model.imgsz, tuple(args.batch), args.seconds or 10.0)
+        threads = settings.model.threads if args.threads is None else args.threads
+        result = bench_detector(weights, args.imgsz or settings.model.imgsz, tuple(args.batch), args.seconds or 10.0,
+                                threads)
         if args.json:
             print(json.dumps(result))
         else:
-            print(f"detector at {result['imgsz']} px on {result['cores']} cores ({result['cpu']}):")
+            print(f"detector at {result['imgsz']} px on {result['cores']} cores ({result['cpu']}, "
+                  f"{' '.join(result['vector_extensions'])}), inference threads {threads or 'auto'}:")
             for r in result["results"]:
-                print(f"  {r['weights']:<24} batch {r['batch']:>3}: {r['ms_per_image']:7.2f} ms/image "
-                      f"({r['images_per_s']} images/s)")
+                print(f"  {r['weights']:<28} {r['runtime']:<20} batch {r['batch']:>3}: {r['ms_per_image']:7.2f} "
+                      f"ms/image, {r['cpu_ms_per_image']:7.2f} ms CPU/image ({r['images_per_s']} images/s)")
     return 0
 
 
@@ -715,6 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "per key frame and per frame of the simulator's camera-cost media")
     b.add_argument("--weights", nargs="+", help="weights files to compare (.pt, .onnx, OpenVINO folder)")
     b.add_argument("--imgsz", type=int)
+    b.add_argument("--threads", type=int, help="detector: inference threads of an export (default: model.threads)")
     b.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     b.add_argument("--seconds", type=float, help="time per measurement (detector 10, capacity 60)")
     b.add_argument("--json", action="store_true")

@@ -59,13 +59,17 @@ def test_profile_summary_sorts_busy_samples_and_sets_waits_apart(tmp_path):
         "thread (1): reader:a;LiveReader._read (streams/live.py:300);Sampler.push (streams/reader.py:289);"
         "Sampler._decode (streams/reader.py:300);Sampler._convert (streams/reader.py:327) 20",
         "thread (2): worker;PatrolWorker.step (workers/patrol.py:150);Pipeline.step (vision/pipeline.py:60);"
-        "Detector.detect (vision/detector.py:60);Module._call_impl (torch/nn/modules/module.py:1775) 100",
+        "Detector.detect (vision/detector.py:60);RuntimeModel.predict (vision/runtime.py:44);"
+        "forward (vision/runtime.py:62);InferRequest.infer (openvino/_ov_api.py:202) 90",
+        "thread (2): worker;Pipeline.step (vision/pipeline.py:60);Detector.detect (vision/detector.py:60);"
+        "RuntimeModel.predict (vision/runtime.py:40);letterbox (vision/runtime.py:97) 10",
         "thread (3): MainThread;_Watchdog._run (streams/live.py:9999);Condition.wait (threading.py:331) 500",
     ]))
     s = summarize_profile(raw)
     assert s["busy_samples"] == 180 and s["idle_samples"] == 500
     share = s["share_pct"]
-    assert share["inference: model forward (torch)"] == pytest.approx(55.6, abs=0.1)
+    assert share["inference: model forward (OpenVINO / ONNX Runtime / torch)"] == pytest.approx(50.0, abs=0.1)
+    assert share["inference: pre/post-processing (letterbox, NMS)"] == pytest.approx(5.6, abs=0.1)
     assert share["decode (PyAV / FFmpeg H.264)"] == pytest.approx(33.3, abs=0.1)
     assert share["scale + colour conversion"] == pytest.approx(11.1, abs=0.1)
 

@@ -62,4 +62,6 @@ def test_bench_detector_reports_a_cost_per_image():
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert [r["batch"] for r in result["results"]] == [1, 2]
-    assert all(r["ms_per_image"] > 0 and r["weights"] == MODEL.name for r in result["results"])
+    assert all(r["ms_per_image"] > 0 and r["cpu_ms_per_image"] > 0 for r in result["results"])
+    assert all(r["weights"] == MODEL.name and r["runtime"] == "openvino" for r in result["results"])
+    assert isinstance(result["vector_extensions"], list) and result["cores"] >= 1
