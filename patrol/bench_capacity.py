@@ -425,7 +425,7 @@ def _figures(r: dict | None) -> dict:
 
 # First match from the innermost frame outwards decides a sample's category.
 _CATEGORIES = [
-    ("decode (PyAV / FFmpeg H.264)", ("_decode (streams/reader.py",)),
+    ("decode (PyAV / FFmpeg H.264)", ("_decode (streams/reader.py", "Sampler.release (streams/reader.py")),
     ("scale + colour conversion", ("_convert (streams/reader.py",)),
     ("inference: model forward (OpenVINO / ONNX Runtime / torch)",
      ("openvino/", "onnxruntime/", "torch/nn/modules", "ultralytics/nn/")),
@@ -516,7 +516,9 @@ def as_text(report: dict) -> str:
         if side == "pipeline" and f:
             lines.append(f"              decode {f['decode_ms_per_sample']} ms + convert {f['convert_ms_per_sample']} ms "
                          f"per sample, inference {f['inference_ms_per_sample']} ms per sample "
-                         f"(batch {f['detector_batch_mean']}), dropped {f['dropped']}")
+                         f"(batch {f['detector_batch_mean']}), dropped {f['dropped']}"
+                         + (f", detector looked at {f['detector_share']:.0%} of the samples (gate on)"
+                            if report["gate"] and "detector_share" in f else ""))
     if report.get("ratio") is not None:
         lines.append(f"  ratio {report['ratio']}x")
     if report.get("city"):

@@ -214,6 +214,8 @@ def run_pipeline(spec: dict) -> dict:
         "inference_cpu_ms_per_sample": round(1000 * (det_thread_cpu + pool_cpu) / max(1, det_images), 2),
         "worker_other_cpu_ms_per_sample": round(1000 * (worker_cpu - det_thread_cpu) / max(1, analysed), 2),
         "detector_batch_mean": round(det_images / max(1, detector.calls), 1) if detector.calls else 0,
+        # with the change gate on, the share of analysed samples the detector looked at
+        "detected": det_images, "detector_share": round(det_images / max(1, analysed), 3),
         "dropped": b["dropped"] - a["dropped"], "reconnects": b["reconnects"] - a["reconnects"],
         "model": detector.version, "imgsz": m.imgsz,
     }
