@@ -232,7 +232,12 @@ class Sampler:
         self.max_side = max_side
         self.policy = keyframes_only
         self.stats = stats if stats is not None else SampleStats()
-        self.stats.keyframes_only = keyframes_only is True
+        if keyframes_only is not None:
+            self.stats.keyframes_only = keyframes_only
+        # else: stats carried over from an earlier connection to the same source keep what its
+        # key-frame spacing showed. A reconnect (or a file played again) then starts dropping
+        # non-key packets at once instead of decoding a GOP or two in full to find out again;
+        # a stream whose GOP grew meanwhile is caught at its second key frame.
         self._tb = float(stream.time_base) if stream.time_base else None
         self._start = stream.start_time  # in time_base units; None for many live streams
         self._due: float | None = None

@@ -190,6 +190,18 @@ def test_file_played_as_live_keeps_real_time_and_loops(tmp_path, readers):
     assert all(abs(f.ts - time.time()) < 10 for f in frames)
 
 
+def test_a_file_played_again_keeps_decoding_key_frames_only(tmp_path, readers):
+    # 2 s, a key frame every 0.5 s: the first play decodes a GOP in full to learn the spacing;
+    # the plays after it (and a reconnect of a live stream) know it already
+    path = make_video(tmp_path / "loop.mp4", seconds=2, fps=10, gop=5)
+    reader = readers("loop", str(path), interval_s=0.5, loop=True)
+    collect(reader, 5.5)
+    st = reader.sampler_stats
+    assert st.packets >= 50 and st.samples >= 8  # two plays at least
+    assert st.keyframes_only
+    assert st.decoded - st.samples <= 5, f"{st.decoded} frames decoded for {st.samples} samples"
+
+
 def test_file_without_loop_ends_down(tmp_path, readers):
     path = make_video(tmp_path / "short.mp4", seconds=1)
     rec = Recorder()
