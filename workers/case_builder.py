@@ -11,15 +11,14 @@ import logging
 import os
 import socket
 import threading
-import time
 
-import redis
 from sqlalchemy.exc import DBAPIError
 
 from cases.builder import CaseBuilder
 from streams.sources import Registry
 from vision.events import Event
 from workers.bus import MAX_DELIVERIES, Bus
+from workers.consumer import consume
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +81,7 @@ class CaseBuilderService:
 
     def run(self, stop: threading.Event, block_ms: int = 1000) -> None:
         """Consume until ``stop`` is set; survives Redis restarts by reconnecting."""
-        next_claim = 0.0
-        while not stop.is_set():
-            try:
-                if time.monotonic() >= next_claim:
-                    self.bus.ensure_group()
-                    self.process(self.bus.claim_stale(self.consumer, self.claim_idle_ms))
-                    next_claim = time.monotonic() + self.reclaim_every_s
-                self.process(self.bus.read_events(self.consumer, block_ms=block_ms))
-            except (redis.ConnectionError, redis.TimeoutError) as err:
-                log.warning("case builder lost Redis (%s); retrying", err)
-                stop.wait(1.0)
-                next_claim = 0.0
-            except redis.ResponseError as err:
-                if "NOGROUP" in str(err):  # Redis restarted without its data
-                    next_claim = 0.0
-                    continue
-                raise
+        consume(stop, what="case builder", ensure_group=self.bus.ensure_group,
+                claim_stale=lambda: self.bus.claim_stale(self.consumer, self.claim_idle_ms),
+                read=lambda ms: self.bus.read_events(self.consumer, block_ms=ms), process=self.process,
+                reclaim_every_s=self.reclaim_every_s, block_ms=block_ms)

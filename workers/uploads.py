@@ -41,6 +41,7 @@ from streams.reader import SourceError
 from streams.telemetry import TelemetryError
 from streams.uploads import UploadArea, UploadError
 from vision.detector import DetectorError
+from workers.consumer import consume
 
 log = logging.getLogger(__name__)
 
@@ -234,27 +235,13 @@ class UploadWorker:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, block_ms: int = 1000) -> None:
-        next_claim = 0.0
-        while not stop.is_set():
-            try:
-                if time.monotonic() >= next_claim:
-                    self.queue.ensure_group()
-                    claimed = self.queue.claim_stale(self.consumer, self.claim_idle_ms)
-                    next_claim = time.monotonic() + self.reclaim_every_s
-                    if claimed:
-                        log.warning("taking over upload job %s (its worker fell silent)", claimed[0][0])
-                        self.process(claimed)
-                        continue
-                self.process(self.queue.read(self.consumer, block_ms=block_ms))
-            except (redis.ConnectionError, redis.TimeoutError) as err:
-                log.warning("upload worker lost Redis (%s); retrying", err)
-                stop.wait(1.0)
-                next_claim = 0.0
-            except redis.ResponseError as err:
-                if "NOGROUP" in str(err):  # Redis restarted without its data
-                    next_claim = 0.0
-                    continue
-                raise
+        def taking_over(claimed) -> None:
+            log.warning("taking over upload job %s (its worker fell silent)", claimed[0][0])
+
+        consume(stop, what="upload worker", ensure_group=self.queue.ensure_group,
+                claim_stale=lambda: self.queue.claim_stale(self.consumer, self.claim_idle_ms),
+                read=lambda ms: self.queue.read(self.consumer, block_ms=ms), process=self.process,
+                reclaim_every_s=self.reclaim_every_s, on_claimed=taking_over, block_ms=block_ms)
 
     def process(self, entries) -> None:
         for entry_id, fields in entries:
