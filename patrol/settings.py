@@ -112,6 +112,10 @@ class WorkerSettings(BaseModel):
     read_timeout_s: float = Field(5.0, gt=0)
     stall_timeout_s: float = Field(10.0, gt=0)
     loop_files: bool = False  # replay file sources forever (demo and simulation)
+    # How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
+    # The detection loop calls into OpenCV, numpy and the runtime, giving up the GIL each time;
+    # with a reader thread per source, getting it back can wait a whole switch interval each time.
+    gil_switch_ms: float = Field(1.0, gt=0, le=100)
 
 
 class Settings(BaseSettings):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import pytest
@@ -87,11 +88,14 @@ def test_a_running_worker_reports_itself_and_its_sources(tmp_path, bus):
     clip = media_servers.make_video(tmp_path / "clip.mp4", seconds=6, size="320x240")
     src = Source(id="fixed-east-gate", kind="fixed", url=str(clip), policy=SamplingPolicy(interval_s=0.5, gate=False))
     worker = PatrolWorker(bus, Pipeline(NoDetections(), default_rules()), [src], worker_id="worker-metrics",
-                          state_every_s=0.2)
+                          state_every_s=0.2, gil_switch_s=Settings().worker.gil_switch_ms / 1000)
     parts = Parts(Settings(data_dir=tmp_path / "data"))
     app = create_app(parts, bus=bus, registry=load_registry("config/demo_sources.yaml"))
+    python_default = sys.getswitchinterval()
     with running(worker), client_as(app, "monitoring", "prometheus") as scraper:
         wait_for(lambda: bus.workers().get("worker-metrics", {}).get("steps", 0) >= 4, 15, "four patrol steps")
+        assert sys.getswitchinterval() == pytest.approx(0.001)  # the worker's, not Python's 5 ms
+        sys.setswitchinterval(python_default)
         time.sleep(1.2)  # one CPU-usage window
         r = scraper.get("/api/v1/workers")
         assert r.status_code == 200

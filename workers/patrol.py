@@ -22,6 +22,7 @@ import math
 import os
 import resource
 import socket
+import sys
 import threading
 import time
 
@@ -86,8 +87,10 @@ class PatrolWorker:
 
     def __init__(self, bus: Bus, pipeline: Pipeline, sources: list[Source], worker_id: str | None = None,
                  max_side: int = 640, loop_files: bool = False, reader_options: dict | None = None,
-                 state_every_s: float = 2.0, leases: LeaseManager | None = None, lease_every_s: float | None = None):
+                 state_every_s: float = 2.0, leases: LeaseManager | None = None, lease_every_s: float | None = None,
+                 gil_switch_s: float | None = None):
         self.bus = bus
+        self.gil_switch_s = gil_switch_s
         self.pipeline = pipeline
         self.sources = {s.id: s for s in sources if s.enabled}
         if leases is not None and worker_id is not None and worker_id != leases.worker_id:
@@ -315,6 +318,8 @@ class PatrolWorker:
             self._lease_stop.wait(min(0.2, self.leases.margin_s / 4, self.lease_every_s))
 
     def run(self, stop: threading.Event, tick_s: float = 0.05) -> None:
+        if self.gil_switch_s:
+            sys.setswitchinterval(self.gil_switch_s)  # for the whole process: see WorkerSettings.gil_switch_ms
         if self.leases is None:
             for src in self.sources.values():
                 self._try_start(src)
