@@ -312,13 +312,16 @@ class LiveReader:
             waiting = self._slot
             hold = (stats.keyframes_only and waiting is not None
                     and time.time() - waiting.ts < _HOLD_STALE_INTERVALS * self.interval_s)
+            held = stats.held
             out = sampler.push(packet, hold=hold)
+            if stats.held > held:
+                held_at = time.time()  # when the key frame now held came
+            arrived = None  # for a released sample: when its key frame came, which is its time
             if sampler.held is not None:
                 if self._slot is None:
                     out += sampler.release()
-                    held_at = None
+                    arrived, held_at = held_at, None
                 else:
-                    held_at = held_at or time.time()
                     last_sample = now  # held samples are progress: the stream is fine, the detector is behind
             for s in out:
                 if size is not None and s.source_size != size:
@@ -326,8 +329,7 @@ class LiveReader:
                               f"to {s.source_size[0]}x{s.source_size[1]}")
                     self._set_state("live", detail, force=True)
                 size = s.source_size
-                self._publish(s, held_at)
-                held_at = None
+                self._publish(s, arrived)
                 last_sample = now
             if stats.decoded > decoded:
                 pending_since = None
