@@ -5,7 +5,6 @@ Figures go to docs/benchmarks.md with the command that made them.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from pathlib import Path
 
