@@ -312,9 +312,9 @@ class LiveReader:
             waiting = self._slot
             hold = (stats.keyframes_only and waiting is not None
                     and time.time() - waiting.ts < _HOLD_STALE_INTERVALS * self.interval_s)
-            held = stats.held
+            held_before = stats.held
             out = sampler.push(packet, hold=hold)
-            if stats.held > held:
+            if stats.held > held_before:
                 held_at = time.time()  # when the key frame now held came
             arrived = None  # for a released sample: when its key frame came, which is its time
             if sampler.held is not None:

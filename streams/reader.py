@@ -293,31 +293,31 @@ class Sampler:
         if self.stats.keyframes_only:
             if not packet.is_keyframe or (t is not None and not self.is_due(t)):
                 return []  # dropped before decoding: the whole point of this mode
+            self._drop_held()  # a newer due key frame: the one held is stale either way
             if hold:
-                if self.held is not None:
-                    self.stats.superseded += 1
                 self.stats.held += 1
                 if t is not None:
                     self._taken(t)
                 self.held = packet
                 return []
-            if self.held is not None:  # a newer due key frame decodes anyway: the held one is stale
-                self.held = None
-                self.stats.superseded += 1
-            # A lone key frame is drained at once, or the decoder's reorder delay
-            # would hold it back until the next one, an interval late.
-            return self._decode(packet) + self._decode(None, reset=True)
-        if self.held is not None:  # key frames came too far apart to decode alone after all
-            self.held = None
-            self.stats.superseded += 1
+            return self._decode_alone(packet)
+        self._drop_held()  # key frames came too far apart to decode alone after all
         return self._decode(packet)
 
     def release(self) -> list[Sample]:
         """Decode the held key frame, if any: its sample, whatever the time now."""
         packet, self.held = self.held, None
-        if packet is None:
-            return []
-        return self._decode(packet, due=False) + self._decode(None, reset=True, due=False)
+        return self._decode_alone(packet, due=False) if packet is not None else []
+
+    def _drop_held(self) -> None:
+        if self.held is not None:
+            self.held = None
+            self.stats.superseded += 1
+
+    def _decode_alone(self, packet: av.Packet, due: bool = True) -> list[Sample]:
+        # A lone key frame is drained at once, or the decoder's reorder delay
+        # would hold it back until the next one, an interval late.
+        return self._decode(packet, due=due) + self._decode(None, reset=True, due=due)
 
     def flush(self) -> list[Sample]:
         return self.release() + self._decode(None, reset=True)
