@@ -134,9 +134,8 @@ def run_pipeline(spec: dict) -> dict:
 
     w = settings.worker
     worker = StaggeredWorker(bus, pipeline, list(registry), worker_id="capacity-bench", max_side=w.sample_max_side,
-                             loop_files=True, gil_switch_s=w.gil_switch_ms / 1000, reader_options={"open_timeout_s": w.open_timeout_s,
-                                                              "read_timeout_s": w.read_timeout_s,
-                                                              "stall_timeout_s": w.stall_timeout_s})
+                             loop_files=True, gil_switch_s=w.gil_switch_ms / 1000,
+                             reader_options=w.reader_options())
     rss0 = me.memory_info().rss
     stop = threading.Event()
     runner = threading.Thread(target=worker.run, args=(stop,), name="patrol-worker", daemon=True)

@@ -94,8 +94,7 @@ class Runtime:
         leases = LeaseManager.connect(self.redis_url, worker_id, ttl_s=lease_ttl_s) if lease_ttl_s else None
         worker = PatrolWorker(self.bus, pipeline, sources, worker_id=worker_id, max_side=w.sample_max_side,
                               loop_files=w.loop_files, leases=leases, gil_switch_s=w.gil_switch_ms / 1000,
-                              reader_options={"open_timeout_s": w.open_timeout_s, "read_timeout_s": w.read_timeout_s,
-                                              "stall_timeout_s": w.stall_timeout_s})
+                              reader_options=w.reader_options())
         t = threading.Thread(target=worker.run, args=(stop,), name="patrol-worker", daemon=True)
         t.start()
         return t

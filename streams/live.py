@@ -115,6 +115,7 @@ class LiveReader:
         backoff_max_s: float = 30,
         loop: bool = False,
         on_state: StateCallback | None = None,
+        deblock_key_frames: bool = False,
     ):
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
@@ -131,6 +132,7 @@ class LiveReader:
         self.backoff_max_s = backoff_max_s
         self.loop = loop
         self.on_state = on_state
+        self.deblock_key_frames = deblock_key_frames  # see Sampler's `deblock`
         self.is_file = not is_live_url(url)
 
         self._lock = threading.Lock()
@@ -274,7 +276,8 @@ class LiveReader:
 
     def _read(self, container, stream) -> None:
         stats = self._sampler_stats
-        sampler = Sampler(stream, self.interval_s, self.max_side, self.keyframes_only, stats)
+        sampler = Sampler(stream, self.interval_s, self.max_side, self.keyframes_only, stats,
+                          deblock=self.deblock_key_frames)
         packets = container.demux()
         pacer = _Pacer() if self.is_file else None
         size = None
@@ -438,11 +441,18 @@ class _Pacer:
         if self._origin is None or media_t < self._origin[1]:
             self._origin = (now, media_t)
             return True
-        delay = self._origin[0] + (media_t - self._origin[1]) - now
-        if delay > _MAX_PACE_GAP_S:  # the file's clock jumped ahead: carry on from here
+        due = self._origin[0] + (media_t - self._origin[1])
+        if due - now > _MAX_PACE_GAP_S:  # the file's clock jumped ahead: carry on from here
             self._origin = (now, media_t)
             return True
-        return delay <= 0 or not stop.wait(delay)
+        # A plain sleep, a packet's time at a time: it costs no lock, where an Event.wait
+        # allocates one per call (25 calls a second per source); a stop is seen within 0.2 s.
+        while now < due:
+            if stop.is_set():
+                return False
+            time.sleep(min(due - now, 0.2))
+            now = time.monotonic()
+        return not stop.is_set()
 
 
 class _Watchdog:

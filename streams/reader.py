@@ -214,6 +214,11 @@ class Sampler:
 
     Due times lie on a grid anchored at the first sample: the first frame whose
     time reaches the next grid point is taken.
+
+    `deblock`: False skips the deblocking (loop) filter when a key frame is decoded
+    alone. It is a tenth of what such a frame costs, and nothing can drift: no other
+    frame is decoded from that picture. The picture differs by about one grey level
+    (`docs/benchmarks.md`). Frames decoded in sequence are always deblocked.
     """
 
     def __init__(
@@ -223,11 +228,14 @@ class Sampler:
         max_side: int = 640,
         keyframes_only: bool | None = None,
         stats: SampleStats | None = None,
+        deblock: bool = True,
     ):
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self.stream = stream
         self.ctx = stream.codec_context
+        self.deblock = deblock
+        self._lone_ctx = None  # the decoder of key frames decoded alone, when it differs from ctx
         self.interval_s = interval_s
         self.max_side = max_side
         self.policy = keyframes_only
@@ -317,23 +325,40 @@ class Sampler:
     def _decode_alone(self, packet: av.Packet, due: bool = True) -> list[Sample]:
         # A lone key frame is drained at once, or the decoder's reorder delay
         # would hold it back until the next one, an interval late.
-        return self._decode(packet, due=due) + self._decode(None, reset=True, due=due)
+        ctx = self._lone_decoder()
+        return self._decode(packet, due=due, ctx=ctx) + self._decode(None, reset=True, due=due, ctx=ctx)
+
+    def _lone_decoder(self):
+        if self.deblock:
+            return self.ctx
+        if self._lone_ctx is None:
+            # A decoder of our own: the stream's may already be open, and options apply only
+            # when a decoder opens. The parameter sets come from the stream's extradata (or in
+            # band, with each key frame).
+            ctx = av.CodecContext.create(self.ctx.name, "r")
+            if self.ctx.extradata:
+                ctx.extradata = self.ctx.extradata
+            ctx.thread_type, ctx.thread_count = self.ctx.thread_type, self.ctx.thread_count
+            ctx.options = {"skip_loop_filter": "all"}
+            self._lone_ctx = ctx
+        return self._lone_ctx
 
     def flush(self) -> list[Sample]:
         return self.release() + self._decode(None, reset=True)
 
-    def _decode(self, packet: av.Packet | None, reset: bool = False, due: bool = True) -> list[Sample]:
+    def _decode(self, packet: av.Packet | None, reset: bool = False, due: bool = True, ctx=None) -> list[Sample]:
+        ctx = self.ctx if ctx is None else ctx
         if packet is not None:
             self.stats.sent += 1
         t0 = time.thread_time()
         try:
-            frames = self.ctx.decode(packet)
+            frames = ctx.decode(packet)
         except av.FFmpegError:
             # One damaged packet costs at most its GOP, not the stream.
             self.stats.corrupt += 1
             frames = []
         if reset:
-            self.ctx.flush_buffers()
+            ctx.flush_buffers()
         self.stats.decode_s += time.thread_time() - t0
         out = []
         for vf in frames:
