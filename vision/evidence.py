@@ -78,9 +78,13 @@ def thumbnail(image: np.ndarray, caption: str = "", max_side: int = THUMB_MAX_SI
     return buf.tobytes()
 
 
-def make_clip(jpegs: list[bytes], fps: float = CLIP_FPS, crf: int = 30) -> bytes:
+def make_clip(jpegs: list[bytes], fps: float = CLIP_FPS, crf: int = 32) -> bytes:
     """An H.264 MP4 (yuv420p, moov first, so a browser plays it at once) of JPEG
-    frames of one size, each shown for ``1/fps`` s."""
+    frames of one size, each shown for ``1/fps`` s.
+
+    It is encoded on the worker's detection loop, so cheaply: x264's superfast preset on
+    one thread (a dozen 320 px frames; more threads would only cost their start-up) at
+    crf 32 is as small as veryfast at crf 30 in under half the time."""
     if not jpegs:
         raise ValueError("a clip needs at least one frame")
     images = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
@@ -97,7 +101,8 @@ def make_clip(jpegs: list[bytes], fps: float = CLIP_FPS, crf: int = 30) -> bytes
         with av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}) as out:
             stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "veryfast", "tune": "stillimage"}
+            stream.codec_context.thread_count = 1
+            stream.options = {"crf": str(crf), "preset": "superfast"}
             for img in images:
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")))
             out.mux(stream.encode())
