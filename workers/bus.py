@@ -127,9 +127,17 @@ class Bus:
 
     # -- source and worker state ------------------------------------------------------
     def set_source_state(self, source_id: str, state: dict) -> None:
-        pipe = self.r.pipeline()
-        pipe.hset(SOURCE_STATE + source_id, mapping={"json": json.dumps(state, default=str), "at": time.time()})
-        pipe.sadd(SOURCES, source_id)
+        self.set_source_states({source_id: state})
+
+    def set_source_states(self, states: dict[str, dict]) -> None:
+        """Many sources' states in one round trip (a worker reports all of its sources at once)."""
+        if not states:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        now = time.time()
+        for source_id, state in states.items():
+            pipe.hset(SOURCE_STATE + source_id, mapping={"json": json.dumps(state, default=str), "at": now})
+        pipe.sadd(SOURCES, *states)
         pipe.execute()
 
     def source_states(self) -> dict[str, dict]:

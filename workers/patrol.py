@@ -179,6 +179,7 @@ class PatrolWorker:
 
     def _report(self) -> None:
         try:
+            states = {}
             for sid, reader in list(self.readers.items()):
                 if self.leases is not None and not self.leases.holds(sid):  # its next worker reports it
                     continue
@@ -193,7 +194,8 @@ class PatrolWorker:
                 lag = self.lag.get(sid)
                 st["lag_s"] = round(lag, 2) if lag is not None else None
                 st["lagging"] = lag is not None and st["state"] == "live" and lag > LAGGING_FACTOR * st["interval_s"]
-                self.bus.set_source_state(sid, st)
+                states[sid] = st
+            self.bus.set_source_states(states)
             self.bus.heartbeat(self.worker_id, self._heartbeat_info(), ttl_s=self.heartbeat_ttl_s)
         except (redis.ConnectionError, redis.TimeoutError) as err:
             log.warning("cannot report state: %s", err)
