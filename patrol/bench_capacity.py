@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -208,6 +209,14 @@ class CapacityBench:
         spy = None
         if profile_dir is not None:
             spy = self._attach_profiler(proc, Path(spec["marker"]), profile_dir)
+            done = Path(spec["marker"] + ".done")  # the trial keeps patrolling until the profiler is done
+
+            def profiled():
+                if spy is not None:
+                    spy.wait()
+                done.write_text("")
+
+            threading.Thread(target=profiled, name="profile-done", daemon=True).start()
         timeout = self.o.seconds + self.o.warmup_s + 600
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -237,10 +246,9 @@ class CapacityBench:
         if not spy.exists():
             self.say("  (py-spy not installed: pip install py-spy; no profile)")
             return None
-        # It stops a little before the window ends: the worker's shutdown (closing every open
-        # event) is not part of patrolling.
-        duration = max(1, int(self.o.seconds) - 2)
-        return subprocess.Popen([str(spy), "record", "--pid", str(proc.pid), "--duration", str(duration),
+        # (the trial waits for it to finish before it stops its worker: closing every open
+        # event at the end is not part of patrolling)
+        return subprocess.Popen([str(spy), "record", "--pid", str(proc.pid), "--duration", str(int(self.o.seconds)),
                                  "--rate", "50", "--threads", "--nonblocking", "--format", "raw",
                                  "-o", str(out_dir / "pipeline.pyspy.txt")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

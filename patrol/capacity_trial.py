@@ -174,6 +174,10 @@ def run_pipeline(spec: dict) -> dict:
     b = snapshot()
     pipeline.recording = False
     rss1 = me.memory_info().rss
+    if marker:  # under a profiler: patrol on until it has its samples, so that they hold no shutdown
+        done, deadline = Path(marker + ".done"), time.time() + 120
+        while not done.exists() and time.time() < deadline:
+            time.sleep(0.2)
     reader_tids = {r._thread.native_id for r in worker.readers.values() if r._thread is not None}
     worker_tid = runner.native_id
     stop.set()
