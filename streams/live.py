@@ -292,11 +292,22 @@ class LiveReader:
             except (av.ExitError, TimeoutError):  # a read timeout: connected, but the stream went silent
                 raise _Failure(f"{redact(self.url)}: no data for {self.read_timeout_s:g} s", "stalled") from None
             if packet is None:
-                if self.is_file:
-                    for s in sampler.release():  # the newest sample is what a file leaves behind
-                        self._publish(s, held_at)
+                if not self.is_file:
+                    raise _Failure(f"{redact(self.url)}: stream ended")
+                for s in sampler.release():  # the newest sample is what a file leaves behind
+                    self._publish(s, held_at)
+                held_at = None
+                if not self.loop or self._stop.is_set():
                     return
-                raise _Failure(f"{redact(self.url)}: stream ended")
+                # Played again: rewound, not reopened. Opening probes the stream anew (decoding
+                # frames nobody looks at); the sampler keeps what it learned of the key-frame
+                # spacing; its sampling grid and the pacer start afresh.
+                container.seek(0)
+                packets = container.demux()
+                sampler.rewind()
+                pacer = _Pacer()
+                last_video = last_sample = time.monotonic()
+                continue
             now = time.monotonic()
             if packet.stream.index != stream.index:
                 if now - last_video > self.stall_timeout_s:

@@ -312,6 +312,12 @@ class Sampler:
         self._drop_held()  # key frames came too far apart to decode alone after all
         return self._decode(packet)
 
+    def rewind(self) -> None:
+        """The stream starts again from its beginning (a file played again): the sampling grid
+        starts afresh; what was learned about the key-frame spacing is kept."""
+        self._drop_held()
+        self._due = self._last_key_t = self._last_t = None
+
     def release(self) -> list[Sample]:
         """Decode the held key frame, if any: its sample, whatever the time now."""
         packet, self.held = self.held, None

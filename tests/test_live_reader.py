@@ -202,6 +202,26 @@ def test_a_file_played_again_keeps_decoding_key_frames_only(tmp_path, readers):
     assert st.decoded - st.samples <= 5, f"{st.decoded} frames decoded for {st.samples} samples"
 
 
+def test_a_file_played_again_is_rewound_not_reopened(tmp_path, readers, monkeypatch):
+    import streams.live
+    import streams.reader
+
+    opened = []
+
+    def counting_open(*a, **kw):  # the real opener, counted
+        opened.append(a[0])
+        return streams.reader.open_container(*a, **kw)
+
+    monkeypatch.setattr(streams.live, "open_container", counting_open)
+    path = make_video(tmp_path / "rewind.mp4", seconds=1, fps=10, gop=5)
+    reader = readers("rewind", str(path), interval_s=0.5, loop=True)
+    frames = collect(reader, 3.6)
+    pts = [f.extra["pts"] for f in frames]
+    assert sum(1 for a, b in zip(pts, pts[1:]) if b < a) >= 2  # three plays at least
+    assert opened == [str(path)]  # opening probes the stream again: once is enough
+    assert reader.stats()["reconnects"] == 0 and reader.state == "live"
+
+
 def test_file_without_loop_ends_down(tmp_path, readers):
     path = make_video(tmp_path / "short.mp4", seconds=1)
     rec = Recorder()
