@@ -57,7 +57,10 @@ def _openvino(folder: Path, threads: int):
     xml = next(iter(sorted(folder.glob("*.xml"))), None)
     if xml is None:
         raise ValueError(f"{folder}: no OpenVINO model (.xml) in it")
-    config = {"PERFORMANCE_HINT": "LATENCY"}
+    # No pinning: a worker runs a reader thread per source beside the inference threads, and
+    # inference threads held to fixed cores wait for readers there instead of moving to a free
+    # one (at 90 sources: 20 ms instead of 24 ms per image, 5 % more samples analysed).
+    config = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = ov.Core().compile_model(str(xml), "CPU", config)
