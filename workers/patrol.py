@@ -201,6 +201,10 @@ class PatrolWorker:
             log.warning("cannot report state: %s", err)
 
     def step(self) -> int:
+        # Which readers have ended is read before their samples are: a file's reader publishes its
+        # last sample just before it ends, so that sample is taken in this step, before the source
+        # is removed below (the other way round it could be left in the slot, never analysed).
+        ended = [sid for sid, r in self.readers.items() if not r.running and sid in self.pipeline.sources]
         # (a sample a reader published just as it stopped may outlive its source's pipeline state)
         frames = [f for f in (r.latest() for r in self.readers.values())
                   if f is not None and f.source_id in self.pipeline.sources]
@@ -221,9 +225,8 @@ class PatrolWorker:
             self.stats["steps"] += 1
             self.stats["samples"] += len(frames)
             self.stats["last_batch"] = len(frames)
-        for sid, reader in list(self.readers.items()):
-            if not reader.running and sid in self.pipeline.sources:  # a file ended: its events end too
-                events.extend(self.pipeline.remove_source(sid))
+        for sid in ended:  # a file ended: its events end too
+            events.extend(self.pipeline.remove_source(sid))
         self._emit(events)
         return len(frames)
 
