@@ -358,10 +358,11 @@ def cmd_eval(args) -> int:
     if not args.skip_boxes:
         images = work / "images"
         made = json.loads((images / "recipe.json").read_text()) if (images / "recipe.json").exists() else {}
-        wanted = {"recipe": args.recipe, "n_val": args.images, "seed": HELDOUT_IMAGE_SEED}
+        wanted = {"recipe": args.recipe, "n_val": args.images, "seed": HELDOUT_IMAGE_SEED, "heldout": True}
         if args.regenerate or not (images / "data.yaml").exists() or any(made.get(k) != v for k, v in wanted.items()):
             say(f"rendering {args.images} held-out images (recipe {args.recipe}, seed {HELDOUT_IMAGE_SEED}) into {images}")
-            generate_dataset(images, 0, args.images, seed=HELDOUT_IMAGE_SEED, recipe=args.recipe, progress=bar("images"))
+            generate_dataset(images, 0, args.images, seed=HELDOUT_IMAGE_SEED, recipe=args.recipe, heldout=True,
+                             progress=bar("images"))
         say("box metrics ...")
         result["boxes"] = evaluate_boxes(settings.model.weights, images / "data.yaml", settings.model.imgsz, out)
     if not args.skip_events:
@@ -702,8 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--images", type=int, default=400, help="held-out images for box metrics")
     ev.add_argument("--work-dir", default=str(ROOT / "var" / "heldout"), help="where held-out data is rendered (kept)")
     ev.add_argument("--regenerate", action="store_true", help="render the held-out images again")
-    ev.add_argument("--recipe", type=int, choices=[1, 2, 3], default=3,
-                    help="data recipe of the held-out images (the default model's: 3)")
+    ev.add_argument("--recipe", type=int, choices=[1, 2, 3, 4], default=4,
+                    help="data recipe of the held-out images (the default model's: 4)")
     ev.add_argument("--skip-boxes", action="store_true")
     ev.add_argument("--skip-events", action="store_true")
     ev.add_argument("--out", default=str(ROOT / "var" / "eval"), help="report folder (report.md, pr_curve.png, eval.json)")
@@ -766,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--generate", type=int, metavar="N", help="render N synthetic training images and train from scratch")
     t.add_argument("--val", type=int, default=300, help="validation images to render with --generate")
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--recipe", type=int, choices=[1, 2, 3], default=3, help="data recipe of vision.synth.RECIPES")
+    t.add_argument("--recipe", type=int, choices=[1, 2, 3, 4], default=4, help="data recipe of vision.synth.RECIPES")
     t.add_argument("--dataset-dir", default=str(ROOT / "data" / "synth"))
     t.add_argument("--weights", help="starting point: a .pt to fine-tune, or a model .yaml to train from scratch")
     t.add_argument("--epochs", type=int, default=30)

@@ -31,6 +31,9 @@ SCENES = (
     ("skimage", "data/motorcycle_left.png"),
     ("skimage", "data/motorcycle_right.png"),
 )
+# Photos kept out of training from recipe 4 on, so held-out pictures have backgrounds the
+# model has not learnt (indices into SCENES): a street with people and a launch pad.
+HELDOUT_SCENES = (1, 6)
 TEXTURES = (("skimage", "data/brick.png"), ("skimage", "data/gravel.png"), ("skimage", "data/grass.png"))
 
 
@@ -43,10 +46,13 @@ def _package_file(package: str, rel: str) -> Path | None:
 
 
 @lru_cache(maxsize=None)
-def scenes() -> tuple[np.ndarray, ...]:
-    """The installed scene photographs as BGR arrays (empty when none is installed)."""
+def scenes(split: str = "all") -> tuple[np.ndarray, ...]:
+    """The installed scene photographs as BGR arrays (empty when none is installed);
+    ``split`` is "all", "train" (without HELDOUT_SCENES) or "heldout" (only those)."""
     out = []
-    for package, rel in SCENES:
+    for i, (package, rel) in enumerate(SCENES):
+        if (split == "train" and i in HELDOUT_SCENES) or (split == "heldout" and i not in HELDOUT_SCENES):
+            continue
         path = _package_file(package, rel)
         img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path else None
         if img is not None:
@@ -67,9 +73,9 @@ def textures() -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def scene_crop(rng: np.random.Generator, w: int, h: int) -> np.ndarray | None:
-    """A random crop of a random photo, flipped and colour-shifted, resized to w×h."""
-    pool = scenes()
+def scene_crop(rng: np.random.Generator, w: int, h: int, split: str = "all") -> np.ndarray | None:
+    """A random crop of a random photo of ``split``, flipped and colour-shifted, resized to w×h."""
+    pool = scenes(split)
     if not pool:
         return None
     src = pool[int(rng.integers(len(pool)))]

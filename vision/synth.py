@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from vision import photos
+from vision.visibility import LIGHTING_CONTRAST, VisibleLabels
 
 # Detector classes of the default model, in model order.
 CLASSES = ("stall", "umbrella", "goods", "scaffold", "hoarding", "steel_shed", "material_pile", "dust")
@@ -498,6 +499,19 @@ def camera_effects(img: np.ndarray, rng: np.random.Generator, strength: float = 
 class Labelled:
     image: np.ndarray
     boxes: list[tuple[int, float, float, float, float]] = field(default_factory=list)  # class, x1, y1, x2, y2
+    labeller: VisibleLabels | None = None  # recipe 4 on: boxes of what is visible, set at the end
+
+    def too_small(self, name: str, width: int, height: int) -> bool:
+        return self.labeller is not None and name in CLASS_ID and self.labeller.too_small(width, height)
+
+    def place(self, name: str, sprite: Sprite, x: int, y: int, solid: float = 0.5) -> None:
+        """Paste a sprite into the picture and label it (if its name is a class)."""
+        if self.labeller is not None:
+            self.labeller.paste(self.image, sprite, x, y, CLASS_ID.get(name))
+            return
+        box = paste(self.image, sprite, x, y, solid=solid)
+        if box and name in CLASS_ID:
+            self.boxes.append((CLASS_ID[name], *box))
 
 
 def _real_ground(scene: "StreetScene", rng: np.random.Generator) -> None:
@@ -510,12 +524,12 @@ def _real_ground(scene: "StreetScene", rng: np.random.Generator) -> None:
 
 
 def _street_image(rng: np.random.Generator, w: int, h: int, dust_solid: float = 0.5,
-                  real_ground: bool = False) -> Labelled:
+                  real_ground: bool = False, labeller: VisibleLabels | None = None) -> Labelled:
     scene = street_background(rng, w, h)
     if real_ground:
         _real_ground(scene, rng)
     img = scene.image
-    out = Labelled(img)
+    out = Labelled(img, labeller=labeller)
     H = h
     n_obj = int(rng.choice([0, 1, 1, 2, 2, 3, 4]))
     things = list(rng.choice(CLASSES, n_obj)) + list(rng.choice(["car", "person", "tricycle", "tree", "steam", "person"], int(rng.integers(0, 5))))
@@ -527,15 +541,13 @@ def _street_image(rng: np.random.Generator, w: int, h: int, dust_solid: float = 
         if name == "hoarding":
             mw *= rng.uniform(0.5, 1.5)
         sw, sh = int(mw * s), int(mh * s)
-        if sw < 10 or sh < 8 or sw > 0.95 * w or sh > 1.3 * H:
+        if sw < 10 or sh < 8 or sw > 0.95 * w or sh > 1.3 * H or out.too_small(name, sw, sh):
             continue
         x = int(rng.uniform(-0.15 * sw, w - 0.85 * sw))
         y = int(ground - sh)
         placed.append((ground, name, sw, sh, x, y))
     for ground, name, sw, sh, x, y in sorted(placed):  # far first, near last
-        box = paste(img, render_sprite(name, rng, sw, sh), x, y, solid=dust_solid if name == "dust" else 0.5)
-        if box and name in CLASS_ID:
-            out.boxes.append((CLASS_ID[name], *box))
+        out.place(name, render_sprite(name, rng, sw, sh), x, y, solid=dust_solid if name == "dust" else 0.5)
     return out
 
 
@@ -563,25 +575,24 @@ def _compose_close(img: np.ndarray, rng: np.random.Generator, names: list[str], 
         if name == "dust":
             mw, mh = mw * rng.uniform(0.5, 1.0), mh * rng.uniform(0.5, 1.0)
         sw, sh = int(mw * s), int(mh * s)
-        if sw < 10 or sh < 8 or sw > 0.9 * w or sh > 0.95 * h:
+        if sw < 10 or sh < 8 or sw > 0.9 * w or sh > 0.95 * h or out.too_small(name, sw, sh):
             continue
         placed.append((ground, name, sw, sh, int(rng.uniform(-0.1 * sw, w - 0.9 * sw)), int(ground - sh)))
     for ground, name, sw, sh, x, y in sorted(placed):
         sprite = render_sprite(name, rng, sw, sh)
         if name == "dust":  # plumes are caught at every stage, thin ones included
             sprite = (sprite[0], sprite[1] * rng.uniform(0.45, 1.0))
-        box = paste(img, sprite, x, y, solid=0.25 if name == "dust" else 0.5)
-        if box and name in CLASS_ID:
-            out.boxes.append((CLASS_ID[name], *box))
+        out.place(name, sprite, x, y, solid=0.25 if name == "dust" else 0.5)
 
 
-def _kerbside_image(rng: np.random.Generator, w: int, h: int, real_ground: bool = False) -> Labelled:
+def _kerbside_image(rng: np.random.Generator, w: int, h: int, real_ground: bool = False,
+                    labeller: VisibleLabels | None = None) -> Labelled:
     """A camera close to the pavement, as street cameras and phones see vendors and
     sheds: objects at the kerb, large, often beside each other."""
     scene = street_background(rng, w, h)
     if real_ground:
         _real_ground(scene, rng)
-    out = Labelled(scene.image)
+    out = Labelled(scene.image, labeller=labeller)
     zoom = rng.uniform(2.2, 4.2)
     names = _scene_names(rng, ["vending", "construction", "dust", "mixed", "none"], 3)
 
@@ -593,9 +604,9 @@ def _kerbside_image(rng: np.random.Generator, w: int, h: int, real_ground: bool 
     return out
 
 
-def _topdown_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
+def _topdown_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabels | None = None) -> Labelled:
     img = topdown_background(rng, w, h)
-    out = Labelled(img)
+    out = Labelled(img, labeller=labeller)
     px_per_m = rng.uniform(9, 20) * w / 640
     names = list(rng.choice(CLASSES, int(rng.choice([0, 1, 2, 3, 4])))) + ["car"] * int(rng.integers(0, 4))
     for name in names:
@@ -603,22 +614,21 @@ def _topdown_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
         if rng.random() < 0.5 and name in ("scaffold", "hoarding", "car", "steel_shed", "stall"):
             mw, mh = mh, mw
         sw, sh = int(mw * px_per_m * rng.uniform(0.8, 1.2)), int(mh * px_per_m * rng.uniform(0.8, 1.2))
-        if sw < 8 or sh < 5 or sw > 0.9 * w or sh > 0.9 * h:
+        if sw < 8 or sh < 5 or sw > 0.9 * w or sh > 0.9 * h or out.too_small(name, sw, sh):
             continue
         x, y = int(rng.uniform(-0.1 * sw, w - 0.9 * sw)), int(rng.uniform(-0.1 * sh, h - 0.9 * sh))
-        box = paste(img, render_sprite(name, rng, sw, sh, topdown=True), x, y)
-        if box and name in CLASS_ID:
-            out.boxes.append((CLASS_ID[name], *box))
+        out.place(name, render_sprite(name, rng, sw, sh, topdown=True), x, y)
     return out
 
 
-def _photo_image(rng: np.random.Generator, w: int, h: int) -> Labelled:
+def _photo_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabels | None = None,
+                 photo_split: str = "all") -> Labelled:
     """Objects composited onto a real photograph; a third of them with none at all, so
     the photo's own windows, clothes and furniture are learnt as background."""
-    bg = photos.scene_crop(rng, w, h)
+    bg = photos.scene_crop(rng, w, h, photo_split)
     if bg is None:  # no photo installed: fall back to a rendered kerbside view
-        return _kerbside_image(rng, w, h, real_ground=True)
-    out = Labelled(bg)
+        return _kerbside_image(rng, w, h, real_ground=True, labeller=labeller)
+    out = Labelled(bg, labeller=labeller)
     names = _scene_names(rng, ["vending", "construction", "dust", "mixed", "none", "none"], 2)
 
     def anywhere_low(name):  # ground row in the lower half; pixels per metre near and far
@@ -638,29 +648,47 @@ RECIPES = {
     #    pictures are real photographs with objects composited onto them (or none).
     3: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown", "photo", "photo",
         "photo_portrait"),
+    # 4: recipe 3's views with labels of what is visible (vision/visibility.py: occluded
+    #    parts and plumes that change nothing are not boxed, objects below the model's size
+    #    range are not placed), and two photographs kept for held-out pictures only.
+    4: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown", "photo", "photo",
+        "photo_portrait"),
 }
+LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze")
 
 
-def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = None, recipe: int = 1) -> Labelled:
-    """One training picture with its boxes (tiny slivers dropped)."""
+def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = None, recipe: int = 1,
+                   heldout: bool = False) -> Labelled:
+    """One training picture with its boxes (tiny slivers dropped).
+
+    ``heldout`` (recipe 4 on) draws photo backgrounds from the photographs training never
+    uses; earlier recipes use every photo either way.
+    """
     rng = np.random.default_rng(seed)
     view = view or rng.choice(RECIPES[recipe])
     dust_solid = 0.25 if recipe >= 2 else 0.5
     real = recipe >= 3
+    labeller, mode, split = None, None, "all"
+    if recipe >= 4:  # the lighting is chosen first: how visible a plume is depends on it
+        mode = str(rng.choice(LIGHTING_MODES))
+        labeller = VisibleLabels(contrast=LIGHTING_CONTRAST[mode], dust_class=CLASS_ID["dust"])
+        split = "heldout" if heldout else "train"
     if view == "portrait":
-        sample = _street_image(rng, h, w, dust_solid, real_ground=real)
+        sample = _street_image(rng, h, w, dust_solid, real_ground=real, labeller=labeller)
     elif view == "kerbside":
-        sample = _kerbside_image(rng, w, h, real_ground=real)
+        sample = _kerbside_image(rng, w, h, real_ground=real, labeller=labeller)
     elif view == "kerbside_portrait":
-        sample = _kerbside_image(rng, h, w, real_ground=real)
+        sample = _kerbside_image(rng, h, w, real_ground=real, labeller=labeller)
     elif view == "topdown":
-        sample = _topdown_image(rng, w, h)
+        sample = _topdown_image(rng, w, h, labeller=labeller)
     elif view == "photo":
-        sample = _photo_image(rng, w, h)
+        sample = _photo_image(rng, w, h, labeller=labeller, photo_split=split)
     elif view == "photo_portrait":
-        sample = _photo_image(rng, h, w)
+        sample = _photo_image(rng, h, w, labeller=labeller, photo_split=split)
     else:
-        sample = _street_image(rng, w, h, dust_solid, real_ground=real)
-    sample.image = camera_effects(lighting(sample.image, rng), rng)
+        sample = _street_image(rng, w, h, dust_solid, real_ground=real, labeller=labeller)
+    if labeller is not None:
+        sample.boxes = labeller.boxes()
+    sample.image = camera_effects(lighting(sample.image, rng, mode), rng)
     sample.boxes = [b for b in sample.boxes if (b[3] - b[1]) >= 6 and (b[4] - b[2]) >= 6]
     return sample

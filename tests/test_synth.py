@@ -1,0 +1,91 @@
+"""The renderer's labels: reproducible from a seed, and only what a camera would see."""
+import numpy as np
+import pytest
+
+from vision import photos
+from vision.synth import CLASS_ID, labelled_image, sprite_dust
+from vision.visibility import LIGHTING_CONTRAST, VisibleLabels
+
+DUST = CLASS_ID["dust"]
+
+
+def _block(value, h=40, w=40):
+    return np.full((h, w, 3), value, np.uint8), np.ones((h, w), np.float32)
+
+
+def test_a_picture_is_a_function_of_its_seed():
+    a, b, c = (labelled_image(s, recipe=4) for s in (41, 41, 42))
+    assert np.array_equal(a.image, b.image) and a.boxes == b.boxes
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_an_object_hidden_behind_a_nearer_one_loses_its_label():
+    canvas = np.zeros((100, 200, 3), np.uint8)
+    labels = VisibleLabels()
+    labels.paste(canvas, _block(200), 10, 10, cls=0)
+    labels.paste(canvas, _block(90, 60, 60), 0, 0, cls=None)  # a car in front, covering it all
+    assert labels.boxes() == []
+
+
+def test_a_half_hidden_object_is_boxed_by_its_visible_part():
+    canvas = np.zeros((100, 200, 3), np.uint8)
+    labels = VisibleLabels()
+    labels.paste(canvas, _block(200), 100, 10, cls=3)
+    labels.paste(canvas, _block(90, 40, 20), 120, 10, cls=None)  # covers its right half
+    assert labels.boxes() == [(3, 100, 10, 120, 50)]
+
+
+def test_a_plume_the_colour_of_its_background_is_not_labelled_and_over_a_contrast_it_is():
+    rng = np.random.default_rng(0)
+    plume = sprite_dust(rng, 120, 120, density=0.9)
+    tan = plume[0].reshape(-1, 3).mean(axis=0).astype(np.uint8)
+    same = np.tile(tan, (200, 300, 1))
+    labels = VisibleLabels(dust_class=DUST)
+    labels.paste(same, plume, 50, 40, cls=DUST)
+    assert labels.boxes() == []
+
+    dark = np.full((200, 300, 3), 40, np.uint8)
+    labels = VisibleLabels(dust_class=DUST)
+    labels.paste(dark, plume, 50, 40, cls=DUST)
+    [(cls, x1, y1, x2, y2)] = labels.boxes()
+    assert cls == DUST and 50 <= x1 < x2 <= 170 and 40 <= y1 < y2 <= 160
+    assert (x2 - x1) * (y2 - y1) > 0.2 * 120 * 120  # the body of the plume, not a speck
+
+
+def test_a_plume_visible_by_day_can_be_invisible_at_night():
+    rng = np.random.default_rng(3)
+    plume = sprite_dust(rng, 120, 120, density=0.35)
+    grey = np.full((200, 300, 3), 90, np.uint8)
+    day, night = VisibleLabels(dust_class=DUST), VisibleLabels(dust_class=DUST, contrast=LIGHTING_CONTRAST["night"])
+    day.paste(grey.copy(), plume, 50, 40, cls=DUST)
+    night.paste(grey.copy(), plume, 50, 40, cls=DUST)
+    assert len(day.boxes()) == 1 and night.boxes() == []
+
+
+def test_labelled_objects_are_never_below_the_models_size_range():
+    sides = [min(x2 - x1, y2 - y1) for s in range(60) for _, x1, y1, x2, y2 in labelled_image(700 + s, recipe=4).boxes]
+    assert sides and min(sides) >= VisibleLabels().min_side
+
+
+@pytest.mark.skipif(len(photos.scenes()) < len(photos.SCENES), reason="not every scene photo is installed")
+def test_held_out_photographs_are_kept_out_of_training_pictures():
+    train, heldout = photos.scenes("train"), photos.scenes("heldout")
+    assert len(train) + len(heldout) == len(photos.SCENES) and heldout
+    held = {h.tobytes()[:4096] for h in heldout}
+    assert not any(t.tobytes()[:4096] in held for t in train)
+    # a training picture's photo background is never one of the held-out photographs
+    picked = []
+    original = photos.scenes
+
+    def spy(split="all"):
+        picked.append(split)
+        return original(split)
+
+    photos.scenes = spy
+    try:
+        for s in range(40):
+            labelled_image(s, view="photo", recipe=4)
+            labelled_image(s, view="photo", recipe=4, heldout=True)
+    finally:
+        photos.scenes = original
+    assert picked.count("train") == 40 and picked.count("heldout") == 40
