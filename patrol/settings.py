@@ -15,13 +15,14 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, Vali
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from streams.sources import ConfigError, read_yaml
+from vision.detector import DEFAULT_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weights: Path = ROOT / "models" / "patrol-v2_openvino_model"
+    weights: Path = DEFAULT_WEIGHTS
     imgsz: int = Field(256, ge=64, le=1920, multiple_of=32)
     conf: float = Field(0.25, gt=0, lt=1)
     device: str = "cpu"

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from vision.detector import DEFAULT_WEIGHTS
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_videos"
-MODEL = ROOT / "models" / "patrol-v2_openvino_model"
+MODEL = DEFAULT_WEIGHTS
 CLIPS = sorted(p.stem for p in SAMPLES.glob("*.mp4"))
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")]

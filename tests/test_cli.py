@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vision.detector import DEFAULT_WEIGHTS
+
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = ROOT / "sample_videos" / "fixed_street_vending.mp4"
-WEIGHTS = ROOT / "models" / "patrol-v2_openvino_model"
+WEIGHTS = DEFAULT_WEIGHTS
 _PATROL = Path(sys.executable).with_name("patrol")
 PATROL = [str(_PATROL)] if _PATROL.exists() else [sys.executable, "-m", "patrol.cli"]
 

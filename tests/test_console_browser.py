@@ -31,10 +31,11 @@ from patrol.wiring import Parts
 from streams.frame import GeoPoint
 from streams.sources import load_registry
 from webhook_receiver import Receiver, free_port
+from vision.detector import DEFAULT_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-MODEL = ROOT / "models" / "patrol-v2_openvino_model"
+MODEL = DEFAULT_WEIGHTS
 SAMPLES = ROOT / "sample_videos"
 ANALYST, PASSWORD = "analyst.wang", "review-keys-only"
 

@@ -14,8 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from vision.detector import DEFAULT_WEIGHTS
+
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "models" / "patrol-v2_openvino_model"
+MODEL = DEFAULT_WEIGHTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")]
 

@@ -10,8 +10,10 @@ import av
 import cv2
 import pytest
 
+from vision.detector import DEFAULT_WEIGHTS
+
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "models" / "patrol-v2_openvino_model"
+MODEL = DEFAULT_WEIGHTS
 
 
 def still(clip: str, t: float, out: Path) -> Path:

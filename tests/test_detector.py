@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from streams.reader import iter_file_samples
-from vision.detector import Detector, DetectorError, model_version
+from vision.detector import DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, Detector, DetectorError, model_version
 from vision.synth import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "models" / "patrol-v2.pt"  # the trained weights; the runtimes' exports sit beside them
-ONNX = ROOT / "models" / "patrol-v2.onnx"
-OPENVINO = ROOT / "models" / "patrol-v2_openvino_model"  # the default (fastest at the same accuracy)
+MODEL = MODELS / f"{DEFAULT_MODEL}.pt"  # the trained weights; the runtimes' exports sit beside them
+ONNX = MODELS / f"{DEFAULT_MODEL}.onnx"
+OPENVINO = DEFAULT_WEIGHTS  # the default (fastest at the same accuracy)
 needs_model = pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")
 
 

@@ -29,12 +29,13 @@ from streams.uploads import validate_video
 from test_bus import redis_url, wait_for  # noqa: F401  (fixture)
 from workers.bus import Bus
 from workers.uploads import DEAD_JOBS, GROUP, JOBS, UploadJob, UploadQueue, UploadWorker, source_id_of
+from vision.detector import DEFAULT_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_videos"
 DRONE = SAMPLES / "drone_illegal_construction.mp4"
 DRONE_SRT = SAMPLES / "drone_illegal_construction.SRT"
-MODEL = ROOT / "models" / "patrol-v2_openvino_model"
+MODEL = DEFAULT_WEIGHTS
 WORKER_PROC = Path(__file__).with_name("upload_worker_proc.py")
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")]
