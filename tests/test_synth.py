@@ -89,3 +89,14 @@ def test_held_out_photographs_are_kept_out_of_training_pictures():
     finally:
         photos.scenes = original
     assert picked.count("train") == 40 and picked.count("heldout") == 40
+
+
+def test_rain_darkens_the_scene_and_streaks_it():
+    from vision.synth import lighting
+
+    flat = np.full((384, 640, 3), 120, np.uint8)
+    day = lighting(flat, np.random.default_rng(1), "day").astype(np.float32)
+    rain = lighting(flat, np.random.default_rng(1), "rain").astype(np.float32)
+    assert day.std() < 1 and np.median(rain) < np.median(day)
+    streaks = rain[..., 0] - np.median(rain[..., 0])
+    assert 0.005 < (streaks > 10).mean() < 0.2  # thin lines, not a veil

@@ -459,11 +459,26 @@ def paste(dst: np.ndarray, sprite: Sprite, x: int, y: int, solid: float = 0.5) -
     return int(x0 + xs.min()), int(y0 + ys.min()), int(x0 + xs.max() + 1), int(y0 + ys.max() + 1)
 
 
+def rain_streaks(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Falling rain as the camera sees it: short, thin, motion-blurred bright streaks at
+    one slant (an additive float layer)."""
+    layer = np.zeros((h, w), np.float32)
+    slant = rng.uniform(-0.35, 0.35)
+    for _ in range(int(rng.integers(250, 900) * h * w / (640 * 384))):
+        x, y, length = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(6, 22)
+        cv2.line(layer, (int(x), int(y)), (int(x + slant * length), int(y + length)), float(rng.uniform(25, 70)), 1)
+    return cv2.GaussianBlur(layer, (0, 0), 0.7)
+
+
 def lighting(img: np.ndarray, rng: np.random.Generator, mode: str | None = None) -> np.ndarray:
-    """Day, dusk, night or haze, as a global tone change."""
+    """Day, dusk, night, haze or rain, as a global tone change (rain adds its streaks)."""
     mode = mode or rng.choice(["day", "day", "day", "dusk", "night", "haze"])
     f = img.astype(np.float32)
-    if mode == "dusk":
+    if mode == "rain":  # overcast and wet: darker, flatter, greyer, streaked
+        k = rng.uniform(0.15, 0.3)
+        f = f * rng.uniform(0.6, 0.85) * (1 - k) + 110 * k
+        f = f + rain_streaks(rng, *f.shape[:2])[..., None]
+    elif mode == "dusk":
         f = f * [0.7, 0.8, 1.0] * rng.uniform(0.6, 0.85)
     elif mode == "night":
         f = f * rng.uniform(0.3, 0.5) + rng.normal(0, 6, f.shape)
@@ -650,11 +665,12 @@ RECIPES = {
         "photo_portrait"),
     # 4: recipe 3's views with labels of what is visible (vision/visibility.py: occluded
     #    parts and plumes that change nothing are not boxed, objects below the model's size
-    #    range are not placed), and two photographs kept for held-out pictures only.
+    #    range are not placed), rain besides day/dusk/night/haze, and two photographs kept
+    #    for held-out pictures only.
     4: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown", "photo", "photo",
         "photo_portrait"),
 }
-LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze")
+LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze", "rain")
 
 
 def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = None, recipe: int = 1,

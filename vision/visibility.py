@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 # How much a scene's lighting scales the difference a plume makes (``synth.lighting``).
-LIGHTING_CONTRAST = {"day": 1.0, "dusk": 0.65, "night": 0.4, "haze": 0.7}
+LIGHTING_CONTRAST = {"day": 1.0, "dusk": 0.65, "night": 0.4, "haze": 0.7, "rain": 0.6}
 
 
 @dataclass
