@@ -338,8 +338,8 @@ def cmd_detect(args) -> int:
 
 def cmd_eval(args) -> int:
     """Box mAP on held-out images and event precision/recall/TTFD on held-out videos."""
-    from patrol.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_videos, make_heldout_videos,
-                                 write_report)
+    from patrol.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_videos, example_frames,
+                                 make_heldout_videos, write_report)
     from patrol.wiring import Parts
     from vision.detector import DetectorError
     from vision.training import generate_dataset
@@ -365,13 +365,16 @@ def cmd_eval(args) -> int:
                              progress=bar("images"))
         say("box metrics ...")
         result["boxes"] = evaluate_boxes(settings.model.weights, images / "data.yaml", settings.model.imgsz, out)
+        example_frames(settings.model.weights, images / "images" / "val", settings.model.imgsz, settings.model.conf,
+                       out / "examples.jpg")
+        result["boxes"]["examples"] = "examples.jpg"
     if not args.skip_events:
         videos = Path(args.data) if args.data else work / "videos"
         if not args.data:
             say(f"held-out videos in {videos} ({args.videos})")
             make_heldout_videos(videos, args.videos, progress=bar("videos rendered"))
         try:
-            result["events"] = evaluate_videos(parts, videos, progress=bar("videos analysed"))
+            result["events"] = evaluate_videos(parts, videos, progress=bar("videos analysed"), out=out)
         except FileNotFoundError as err:
             return _fail(str(err))
     report = write_report(result, out)

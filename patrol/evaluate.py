@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,10 @@ def score_video(truth: dict, cases: list, opened_at: dict[int, float]) -> dict[s
     return scores
 
 
-def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], None] | None = None) -> dict:
+def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], None] | None = None,
+                    out: Path | None = None) -> dict:
+    """Analyse every clip with ground truth in ``folder``; with ``out``, each case's evidence
+    snapshot (the box as the analyst sees it) is kept under ``out/cases``."""
     videos = sorted(p for p in folder.glob("*.mp4") if p.with_suffix(".json").exists())
     if not videos:
         raise FileNotFoundError(f"{folder}: no videos with ground truth (X.mp4 + X.json)")
@@ -109,7 +113,8 @@ def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], N
             per_video.append({"video": video.name, "truth": [e["event_type"] for e in truth["events"]],
                               "cases": [(c.event_type, round(c.first_seen, 1), round(c.last_seen, 1)) for c in result.cases],
                               "found": sum(s.found for s in scores.values()),
-                              "false_cases": sum(s.false_cases for s in scores.values())})
+                              "false_cases": sum(s.false_cases for s in scores.values()),
+                              "snapshots": _keep_snapshots(result.cases, Path(tmp) / "evidence", video.stem, out)})
             if progress:
                 progress(i + 1, len(videos))
     overall = EventScore()
@@ -117,6 +122,61 @@ def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], N
         overall.add(s)
     return {"videos": len(videos), "overall": overall.as_dict(),
             "per_event_type": {k: v.as_dict() for k, v in sorted(total.items())}, "per_video": per_video}
+
+
+def _keep_snapshots(cases: list, evidence: Path, stem: str, out: Path | None) -> list[str]:
+    if out is None:
+        return []
+    kept = []
+    (out / "cases").mkdir(parents=True, exist_ok=True)
+    for n, case in enumerate(cases):
+        src = evidence / case.snapshot_key if case.snapshot_key else None
+        if src is not None and src.is_file():
+            name = f"cases/{stem}-{n}-{case.event_type}.jpg"
+            shutil.copyfile(src, out / name)
+            kept.append(name)
+    return kept
+
+
+def example_frames(weights: Path, images: Path, imgsz: int, conf: float, path: Path, count: int = 12) -> Path:
+    """A contact sheet of held-out pictures: ground truth in thin white, the model's boxes
+    in colour with label and confidence, so a person sees what the numbers mean."""
+    import cv2
+    import numpy as np
+    from ultralytics import YOLO
+
+    files = sorted(images.glob("*.jpg"))[:count]
+    if not files:
+        raise FileNotFoundError(f"{images}: no pictures")
+    model = YOLO(str(weights), task="detect")
+    tiles = []
+    for f in files:
+        img = cv2.imread(str(f))
+        h, w = img.shape[:2]
+        label_file = f.parent.parent.parent / "labels" / f.parent.name / f"{f.stem}.txt"
+        for line in (label_file.read_text().split("\n") if label_file.exists() else []):
+            if line.strip():
+                _, cx, cy, bw, bh = map(float, line.split())
+                cv2.rectangle(img, (int((cx - bw / 2) * w), int((cy - bh / 2) * h)),
+                              (int((cx + bw / 2) * w), int((cy + bh / 2) * h)), (255, 255, 255), 1)
+        r = model.predict(img, imgsz=imgsz, conf=conf, device="cpu", verbose=False)[0]
+        for (x1, y1, x2, y2), c, p in zip(r.boxes.xyxy.tolist(), r.boxes.cls.tolist(), r.boxes.conf.tolist()):
+            colour = tuple(int(v) for v in np.random.default_rng(int(c) + 5).integers(60, 256, 3))
+            cv2.rectangle(img, (int(x1), int(y1)), (int(x2), int(y2)), colour, 2)
+            cv2.putText(img, f"{CLASSES[int(c)]} {p:.2f}", (int(x1), max(12, int(y1) - 3)), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.45, colour, 1, cv2.LINE_AA)
+        tiles.append(cv2.resize(img, (384, 230) if w >= h else (230, 384)))
+    cell = np.zeros((384, 384, 3), np.uint8)
+    cells = []
+    for t in tiles:
+        c = cell.copy()
+        c[:t.shape[0], :t.shape[1]] = t
+        cells.append(c)
+    while len(cells) % 4:
+        cells.append(cell.copy())
+    sheet = np.vstack([np.hstack(cells[i:i + 4]) for i in range(0, len(cells), 4)])
+    cv2.imwrite(str(path), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return path
 
 
 def evaluate_boxes(weights: Path, data_yaml: Path, imgsz: int, out: Path | None = None) -> dict:
@@ -173,6 +233,9 @@ def write_report(result: dict, out: Path) -> Path:
                   "| class | mAP50 | mAP50-95 |", "| --- | --- | --- |"]
         lines += [f"| {c} | {v['map50']:.3f} | {v['map50_95']:.3f} |" for c, v in b["per_class"].items()]
         lines += ["", "![PR curve](pr_curve.png)", ""]
+        if b.get("examples"):
+            lines += ["Example held-out pictures (ground truth thin white, the model's boxes in colour):", "",
+                      f"![examples]({b['examples']})", ""]
     if "events" in result:
         e = result["events"]
         lines += ["## Events (held-out videos)", "", f"{e['videos']} videos.", "",
@@ -181,9 +244,17 @@ def write_report(result: dict, out: Path) -> Path:
         for name, v in [("all", e["overall"]), *e["per_event_type"].items()]:
             lines.append(f"| {name} | {v['ground_truth_events']} | {v['found']} | {v['recall']} | {v['cases']} | "
                          f"{v['false_cases']} | {v['precision']} | {v['time_to_first_detection_s']['median']} |")
+        lines += ["", "| video | ground truth | cases (type, first s, last s) | found | false | snapshots |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for v in e["per_video"]:
+            shots = " ".join(f"[{Path(s).stem}]({s})" for s in v.get("snapshots", []))
+            lines.append(f"| {v['video']} | {', '.join(v['truth']) or 'none'} | "
+                         f"{'; '.join(f'{t} {a}-{b}' for t, a, b in v['cases']) or 'none'} | {v['found']} | "
+                         f"{v['false_cases']} | {shots} |")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-__all__ = ["CLASSES", "evaluate_boxes", "evaluate_videos", "make_heldout_videos", "score_video", "write_report"]
+__all__ = ["CLASSES", "evaluate_boxes", "evaluate_videos", "example_frames", "make_heldout_videos", "score_video",
+           "write_report"]

@@ -32,3 +32,44 @@ def test_a_second_case_for_one_violation_is_false_and_a_wrong_type_finds_nothing
 def test_a_case_outside_the_truths_time_is_false():
     s = score_video(TRUTH, [case(1, "dust", 31, 40)], {1: 33.0})
     assert (s["dust"].found, s["dust"].false_cases) == (0, 1)
+
+
+def test_patrol_eval_writes_metrics_a_report_examples_and_case_snapshots(tmp_path):
+    """The whole command on a small scale: held-out pictures rendered, boxes scored with the
+    default model, two sample clips analysed, and the report with its pictures written."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cv2
+    import pytest
+
+    from vision.detector import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.exists():
+        pytest.skip("default model not in models/")
+    root = Path(__file__).resolve().parents[1]
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for stem in ("fixed_street_vending", "fixed_no_violation"):
+        for f in (root / "sample_videos").glob(f"{stem}.*"):
+            shutil.copy(f, clips / f.name)
+    out = tmp_path / "report"
+    run = subprocess.run([sys.executable, "-m", "patrol.cli", "eval", "--images", "8", "--data", str(clips),
+                          "--work-dir", str(tmp_path / "work"), "--out", str(out), "--json"],
+                         capture_output=True, text=True, timeout=600, cwd=root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert set(result["boxes"]["per_class"]) and all(0 <= v["map50"] <= 1 for v in result["boxes"]["per_class"].values())
+    events = result["events"]
+    assert events["videos"] == 2 and events["overall"]["ground_truth_events"] == 1
+    assert events["overall"]["found"] == 1 and events["overall"]["false_cases"] == 0
+    [vending] = [v for v in events["per_video"] if v["video"] == "fixed_street_vending.mp4"]
+    assert vending["snapshots"] and cv2.imread(str(out / vending["snapshots"][0])) is not None
+    report = (out / "report.md").read_text()
+    assert "pr_curve.png" in report and "examples.jpg" in report and vending["snapshots"][0] in report
+    sheet = cv2.imread(str(out / "examples.jpg"))
+    assert sheet is not None and sheet.shape[1] == 4 * 384
+    assert json.loads((out / "eval.json").read_text())["boxes"]["map50"] == result["boxes"]["map50"]
