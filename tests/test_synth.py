@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vision import photos
-from vision.synth import CLASS_ID, labelled_image, sprite_dust
+from vision.synth import CLASS_ID, labelled_image, sprite_dust, thicken
 from vision.visibility import LIGHTING_CONTRAST, VisibleLabels
 
 DUST = CLASS_ID["dust"]
@@ -37,7 +37,8 @@ def test_a_half_hidden_object_is_boxed_by_its_visible_part():
 
 def test_a_plume_the_colour_of_its_background_is_not_labelled_and_over_a_contrast_it_is():
     rng = np.random.default_rng(0)
-    plume = sprite_dust(rng, 120, 120, density=0.9)
+    img, alpha = sprite_dust(rng, 120, 120, density=0.9)
+    plume = img, thicken(alpha, 2.0)
     tan = plume[0].reshape(-1, 3).mean(axis=0).astype(np.uint8)
     same = np.tile(tan, (200, 300, 1))
     labels = VisibleLabels(dust_class=DUST)
@@ -54,12 +55,22 @@ def test_a_plume_the_colour_of_its_background_is_not_labelled_and_over_a_contras
 
 def test_a_plume_visible_by_day_can_be_invisible_at_night():
     rng = np.random.default_rng(3)
-    plume = sprite_dust(rng, 120, 120, density=0.35)
+    img, alpha = sprite_dust(rng, 120, 120, density=0.5)
+    plume = img, thicken(alpha, 2.0)
     grey = np.full((200, 300, 3), 90, np.uint8)
     day, night = VisibleLabels(dust_class=DUST), VisibleLabels(dust_class=DUST, contrast=LIGHTING_CONTRAST["night"])
     day.paste(grey.copy(), plume, 50, 40, cls=DUST)
     night.paste(grey.copy(), plume, 50, 40, cls=DUST)
     assert len(day.boxes()) == 1 and night.boxes() == []
+
+
+def test_a_thin_veil_is_not_labelled_as_a_dust_cloud():
+    rng = np.random.default_rng(5)
+    img, alpha = sprite_dust(rng, 120, 120, density=0.9)
+    black = np.zeros((200, 300, 3), np.uint8)  # the veil changes a dark coat by many grey levels
+    labels = VisibleLabels(dust_class=DUST)
+    labels.paste(black, (img, alpha * 0.3), 50, 40, cls=DUST)
+    assert labels.boxes() == []
 
 
 def test_labelled_objects_are_never_below_the_models_size_range():

@@ -239,6 +239,11 @@ def dust_alpha(rng, w: int, h: int, density: float = 0.75) -> np.ndarray:
     return np.clip(alpha, 0, 0.95).astype(np.float32)
 
 
+def thicken(alpha: np.ndarray, k: float) -> np.ndarray:
+    """A denser plume of the same shape: k layers of it, 1 - (1 - a)^k."""
+    return (1 - (1 - alpha) ** k).astype(np.float32)
+
+
 def sprite_dust(rng, w: int, h: int, density: float | None = None) -> Sprite:
     """A dust plume: a semi-transparent, textured, earth-coloured volume."""
     col = np.array(_rgb(rng, [(120, 150, 175), (140, 160, 180), (105, 135, 160), (150, 165, 175)][rng.integers(4)], 12), np.float32)
@@ -519,9 +524,11 @@ class Labelled:
     def too_small(self, name: str, width: int, height: int) -> bool:
         return self.labeller is not None and name in CLASS_ID and self.labeller.too_small(width, height)
 
-    def place(self, name: str, sprite: Sprite, x: int, y: int, solid: float = 0.5) -> None:
+    def place(self, name: str, sprite: Sprite, x: int, y: int, rng: np.random.Generator, solid: float = 0.5) -> None:
         """Paste a sprite into the picture and label it (if its name is a class)."""
         if self.labeller is not None:
+            if name == "dust":  # recipe 4: clouds as dense as a site's, not only veils
+                sprite = (sprite[0], thicken(sprite[1], rng.uniform(1.5, 3.0)))
             self.labeller.paste(self.image, sprite, x, y, CLASS_ID.get(name))
             return
         box = paste(self.image, sprite, x, y, solid=solid)
@@ -562,7 +569,7 @@ def _street_image(rng: np.random.Generator, w: int, h: int, dust_solid: float = 
         y = int(ground - sh)
         placed.append((ground, name, sw, sh, x, y))
     for ground, name, sw, sh, x, y in sorted(placed):  # far first, near last
-        out.place(name, render_sprite(name, rng, sw, sh), x, y, solid=dust_solid if name == "dust" else 0.5)
+        out.place(name, render_sprite(name, rng, sw, sh), x, y, rng, solid=dust_solid if name == "dust" else 0.5)
     return out
 
 
@@ -597,7 +604,7 @@ def _compose_close(img: np.ndarray, rng: np.random.Generator, names: list[str], 
         sprite = render_sprite(name, rng, sw, sh)
         if name == "dust":  # plumes are caught at every stage, thin ones included
             sprite = (sprite[0], sprite[1] * rng.uniform(0.45, 1.0))
-        out.place(name, sprite, x, y, solid=0.25 if name == "dust" else 0.5)
+        out.place(name, sprite, x, y, rng, solid=0.25 if name == "dust" else 0.5)
 
 
 def _kerbside_image(rng: np.random.Generator, w: int, h: int, real_ground: bool = False,
@@ -632,7 +639,7 @@ def _topdown_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLa
         if sw < 8 or sh < 5 or sw > 0.9 * w or sh > 0.9 * h or out.too_small(name, sw, sh):
             continue
         x, y = int(rng.uniform(-0.1 * sw, w - 0.9 * sw)), int(rng.uniform(-0.1 * sh, h - 0.9 * sh))
-        out.place(name, render_sprite(name, rng, sw, sh, topdown=True), x, y)
+        out.place(name, render_sprite(name, rng, sw, sh, topdown=True), x, y, rng)
     return out
 
 

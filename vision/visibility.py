@@ -11,9 +11,12 @@ visible part of its object:
 - an opaque object's pixels stop counting where a later (nearer) sprite covers them
   at least half-opaquely; a label whose visible part falls under ``min_visible`` of
   what it had when pasted is dropped;
-- a plume's pixels count where it changes the picture by at least ``dust_step``
-  grey levels (smoothed, and scaled by the scene's lighting contrast: the same
-  plume is fainter at night and in haze);
+- a plume's pixels count where it is at least ``dust_alpha`` opaque *and* changes
+  the picture by at least ``dust_step`` grey levels (smoothed, and scaled by the
+  scene's lighting contrast: the same plume is fainter at night and in haze); a
+  plume whose visible part is under ``dust_body`` of its extent is a faint veil, not
+  a reportable cloud, and is left unlabelled (a thin veil over a dark coat changes
+  many grey levels, but no analyst would call it dust);
 - a box whose short side is under ``min_side`` pixels is dropped, and objects that
   would be smaller than ``min_place`` are not placed at all, so nothing visible is
   left unlabelled because of its size. These sizes define the model's range: at the
@@ -40,10 +43,13 @@ class _Seen:
 class VisibleLabels:
     """Pastes sprites into one picture and keeps each labelled object's visible pixels."""
 
-    def __init__(self, contrast: float = 1.0, dust_step: float = 28.0, min_side: int = 16, min_place: int = 20,
-                 min_visible: float = 0.35, dust_class: int | None = None):
+    def __init__(self, contrast: float = 1.0, dust_step: float = 20.0, dust_alpha: float = 0.3,
+                 dust_body: float = 0.12, min_side: int = 16, min_place: int = 20, min_visible: float = 0.35,
+                 dust_class: int | None = None):
         self.contrast = contrast
         self.dust_step = dust_step
+        self.dust_alpha = dust_alpha
+        self.dust_body = dust_body
         self.min_side = min_side
         self.min_place = min_place
         self.min_visible = min_visible
@@ -74,7 +80,9 @@ class VisibleLabels:
         if cls == self.dust_class:
             change = np.abs(after - before).max(axis=2) * self.contrast
             change = cv2.GaussianBlur(change, (0, 0), max(1.0, min(h, w) / 30))
-            visible = change >= self.dust_step
+            visible = (change >= self.dust_step) & (sa >= self.dust_alpha)
+            if visible.sum() < self.dust_body * h * w:
+                visible[:] = False
         else:
             visible = covers
         mask = np.zeros((H, W), bool)
