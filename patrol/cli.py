@@ -702,8 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate the model on held-out images and videos")
     ev.add_argument("--data", help="folder of videos with ground truth (X.mp4 + X.json); default: render held-out clips")
-    ev.add_argument("--videos", type=int, default=24, help="held-out clips to render when --data is not given")
-    ev.add_argument("--images", type=int, default=400, help="held-out images for box metrics")
+    ev.add_argument("--videos", type=int, default=48, help="held-out clips to render when --data is not given")
+    ev.add_argument("--images", type=int, default=800, help="held-out images for box metrics")
     ev.add_argument("--work-dir", default=str(ROOT / "var" / "heldout"), help="where held-out data is rendered (kept)")
     ev.add_argument("--regenerate", action="store_true", help="render the held-out images again")
     ev.add_argument("--recipe", type=int, choices=[1, 2, 3, 4], default=4,

@@ -32,7 +32,7 @@ SCENES = (
     ("skimage", "data/motorcycle_right.png"),
 )
 # Photos kept out of training from recipe 4 on, so held-out pictures have backgrounds the
-# model has not learnt (indices into SCENES): a street with people and a launch pad.
+# model has not learnt (indices into SCENES): zidane.jpg (two men in suits) and rocket.jpg.
 HELDOUT_SCENES = (1, 6)
 TEXTURES = (("skimage", "data/brick.png"), ("skimage", "data/gravel.png"), ("skimage", "data/grass.png"))
 
