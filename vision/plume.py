@@ -102,18 +102,19 @@ def supports_dust(confidence: float, plume: PlumeMeasure, min_confidence: float)
     return confidence >= RESCUE_CONF and plume.score >= STRONG
 
 
-def calibrate(count: int = 600, seed: int = 9) -> dict:
+def calibrate(count: int = 600, seed: int = 9, recipe: int = 4) -> dict:
     """How the measure separates true plume boxes from other boxes on held-out rendered
-    pictures (recipe 3, seeds never used for training): the figures behind VETO and STRONG."""
+    pictures (seeds never used for training, held-out photographs): the figures behind
+    VETO and STRONG."""
     from vision.synth import CLASSES, labelled_image
 
     plume, other = [], []
     for s in range(seed * 1_000_000, seed * 1_000_000 + count):
-        pic = labelled_image(s, recipe=3)
+        pic = labelled_image(s, recipe=recipe, heldout=True)
         for c, *box in pic.boxes:
             (plume if CLASSES[c] == "dust" else other).append(measure(pic.image, box).score)
     plume_a, other_a = np.array(plume), np.array(other)
-    return {"pictures": count, "plume_boxes": len(plume), "other_boxes": len(other),
+    return {"pictures": count, "recipe": recipe, "plume_boxes": len(plume), "other_boxes": len(other),
             "veto": VETO, "plume_kept_by_veto": round(float((plume_a >= VETO).mean()), 3),
             "other_kept_by_veto": round(float((other_a >= VETO).mean()), 3),
             "strong": STRONG, "plume_strong": round(float((plume_a >= STRONG).mean()), 3),
