@@ -7,8 +7,10 @@ detector must find and look-alikes it must not. The same sprites feed the
 training set and the sample videos, and every picture is reproducible from a
 seed.
 
-A sprite is a BGR patch plus a float alpha mask; its label box is the tight box
-around alpha > 0.5, so labels follow what is actually visible.
+A sprite is a BGR patch plus a float alpha mask. In recipes 1-3 its label box is
+the tight box around alpha > 0.5 (a quarter for plumes); from recipe 4 on,
+``vision.visibility.VisibleLabels`` boxes only what stays visible in the finished
+picture (``Labelled.place`` chooses).
 """
 from __future__ import annotations
 
