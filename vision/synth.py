@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from vision import photos
-from vision.visibility import LIGHTING_CONTRAST, VisibleLabels
+from vision.visibility import LIGHTING_CONTRAST, VisibleLabels, blend
 
 # Detector classes of the default model, in model order.
 CLASSES = ("stall", "umbrella", "goods", "scaffold", "hoarding", "steel_shed", "material_pile", "dust")
@@ -451,16 +451,11 @@ def topdown_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
 def paste(dst: np.ndarray, sprite: Sprite, x: int, y: int, solid: float = 0.5) -> tuple[int, int, int, int] | None:
     """Alpha-blend a sprite with its top-left at (x, y); return the box of its visible
     part that is at least ``solid`` opaque (its label box)."""
-    img, alpha = sprite
-    h, w = alpha.shape
-    H, W = dst.shape[:2]
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
-    if x1 <= x0 or y1 <= y0:
+    blended = blend(dst, sprite, x, y)
+    if blended is None:
         return None
-    sa = alpha[y0 - y : y1 - y, x0 - x : x1 - x, None]
-    roi = dst[y0:y1, x0:x1].astype(np.float32)
-    dst[y0:y1, x0:x1] = (roi * (1 - sa) + img[y0 - y : y1 - y, x0 - x : x1 - x].astype(np.float32) * sa).astype(np.uint8)
-    ys, xs = np.nonzero(sa[..., 0] > solid)
+    (x0, y0, _, _), sa, _, _ = blended
+    ys, xs = np.nonzero(sa > solid)
     if len(xs) == 0:
         return None
     return int(x0 + xs.min()), int(y0 + ys.min()), int(x0 + xs.max() + 1), int(y0 + ys.max() + 1)

@@ -33,6 +33,23 @@ import numpy as np
 LIGHTING_CONTRAST = {"day": 1.0, "dusk": 0.65, "night": 0.4, "haze": 0.7, "rain": 0.6}
 
 
+def blend(dst: np.ndarray, sprite: tuple[np.ndarray, np.ndarray], x: int, y: int):
+    """Alpha-blend ``sprite`` into ``dst`` with its top-left at (x, y). Returns the region
+    it landed on (x0, y0, x1, y1), the sprite's alpha there, and the region before and
+    after (float32), or None when the sprite lies wholly outside the picture."""
+    img, alpha = sprite
+    h, w = alpha.shape
+    H, W = dst.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    sa = alpha[y0 - y:y1 - y, x0 - x:x1 - x]
+    before = dst[y0:y1, x0:x1].astype(np.float32)
+    after = before * (1 - sa[..., None]) + img[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.float32) * sa[..., None]
+    dst[y0:y1, x0:x1] = after.astype(np.uint8)
+    return (x0, y0, x1, y1), sa, before, after
+
+
 @dataclass
 class _Seen:
     cls: int
@@ -62,16 +79,12 @@ class VisibleLabels:
 
     def paste(self, dst: np.ndarray, sprite: tuple[np.ndarray, np.ndarray], x: int, y: int, cls: int | None) -> None:
         """Alpha-blend ``sprite`` with its top-left at (x, y); ``cls`` None is an unlabelled look-alike."""
-        img, alpha = sprite
-        h, w = alpha.shape
-        H, W = dst.shape[:2]
-        x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
-        if x1 <= x0 or y1 <= y0:
+        blended = blend(dst, sprite, x, y)
+        if blended is None:
             return
-        sa = alpha[y0 - y:y1 - y, x0 - x:x1 - x]
-        before = dst[y0:y1, x0:x1].astype(np.float32)
-        after = before * (1 - sa[..., None]) + img[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.float32) * sa[..., None]
-        dst[y0:y1, x0:x1] = after.astype(np.uint8)
+        (x0, y0, x1, y1), sa, before, after = blended
+        h, w = sprite[1].shape
+        H, W = dst.shape[:2]
         covers = sa > 0.5
         for seen in self._seen:
             seen.mask[y0:y1, x0:x1] &= ~covers
