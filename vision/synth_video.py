@@ -16,7 +16,9 @@ import numpy as np
 import yaml
 
 from streams.telemetry import TelemetrySample, write_srt
-from vision.synth import SIZE_M, TOPDOWN_SIZE_M, lighting, paste, render_sprite, street_background, topdown_background
+from vision.synth import (SIZE_M, TOPDOWN_SIZE_M, lighting, paste, render_sprite, street_background, thicken,
+                          topdown_background)
+from vision.visibility import LIGHTING_CONTRAST, blend, visible_dust
 
 FPS = 10
 
@@ -36,6 +38,7 @@ class Actor:
     event: str | None = None  # event type this actor belongs to (None = clutter)
     seed: int = 0
     opacity: float = 1.0  # alpha multiplier: a dense plume from an earthworks site is > 1
+    density: float = 1.0  # layers of the same plume (``synth.thicken``), as the training pictures draw them
     variants: list = field(default_factory=list)
 
     def sprite(self, t: float, topdown: bool):
@@ -44,6 +47,8 @@ class Actor:
             self.variants = [render_sprite(self.name, np.random.default_rng(self.seed + k), self.w, self.h, topdown) for k in range(n)]
             if self.opacity != 1.0:
                 self.variants = [(img, np.clip(alpha * self.opacity, 0.0, 0.95)) for img, alpha in self.variants]
+            if self.density != 1.0:
+                self.variants = [(img, thicken(alpha, self.density)) for img, alpha in self.variants]
         if len(self.variants) == 1:
             return self.variants[0]
         # a plume billows: cross-fade between renderings over time
@@ -85,6 +90,7 @@ def render(clip: Clip, out_dir: Path) -> dict:
     stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
     stream.options = {"crf": "30", "preset": "medium", "g": str(2 * FPS), "keyint_min": str(2 * FPS), "sc_threshold": "0"}
     n = int(clip.seconds * FPS)
+    contrast = LIGHTING_CONTRAST[clip.light]
     seen: dict[str, list] = {}  # event type -> [(t, visible box, visible area)]
     for i in range(n):
         t = i / FPS
@@ -100,13 +106,15 @@ def render(clip: Clip, out_dir: Path) -> dict:
             img, alpha = actor.sprite(t, clip.topdown)
             ax, ay = actor.at(t)
             sx, sy = int(ax - cx), int(ay - cy)
-            box = paste(frame, (img, alpha), sx, sy, solid=0.3 if actor.name == "dust" else 0.5)
+            if actor.name == "dust" and actor.event:
+                box = _visible_plume(frame, (img, alpha), sx, sy, contrast)
+            else:
+                box = paste(frame, (img, alpha), sx, sy)
             if box and actor.event:
-                # counts as seen when most of it is in the picture (and a plume has built up)
+                # counts as seen when most of it is in the picture
                 vis_w = max(0, min(W, sx + actor.w) - max(0, sx))
                 vis_h = max(0, min(H, sy + actor.h) - max(0, sy))
-                built_up = actor.name != "dust" or float(alpha.max()) >= 0.45
-                if vis_w * vis_h >= 0.6 * actor.w * actor.h and built_up:
+                if vis_w * vis_h >= 0.6 * actor.w * actor.h:
                     boxes.setdefault(actor.event, []).append(box)
         for ev, bs in boxes.items():
             union = (min(b[0] for b in bs), min(b[1] for b in bs), max(b[2] for b in bs), max(b[3] for b in bs))
@@ -138,6 +146,19 @@ def render(clip: Clip, out_dir: Path) -> dict:
                                            alt=120.0, end=(i + 1) / FPS))
         write_srt(samples, out_dir / f"{clip.name}.SRT", dialect="mavic3")
     return truth
+
+
+def _visible_plume(frame: np.ndarray, sprite, x: int, y: int, contrast: float) -> tuple[int, int, int, int] | None:
+    """Paste a plume; return the box of its visible part, by the same rule as the training
+    labels (``visibility.visible_dust``): a veil that changes nothing is not a dust event."""
+    blended = blend(frame, sprite, x, y)
+    if blended is None:
+        return None
+    (x0, y0, _, _), sa, before, after = blended
+    ys, xs = np.nonzero(visible_dust(sa, before, after, sprite[1].shape, contrast))
+    if len(xs) == 0:
+        return None
+    return int(x0 + xs.min()), int(y0 + ys.min()), int(x0 + xs.max() + 1), int(y0 + ys.max() + 1)
 
 
 ZOOM = 3.2  # the sample cameras look at the pavement from closer than the scene's default lens
@@ -195,6 +216,9 @@ def random_clip(seed: int, kind: str | None = None, event_type: str | None = "an
     t_in = float(rng.uniform(3, 12))
     t_out = t_in + float(rng.uniform(15, 26)) if event_type in ("street_vending", "dust") else 1e9
     W, H = (540, 960) if kind == "mobile" else (960, 540)
+    # A dust event is a cloud as dense as the training pictures draw one (drawn from its
+    # own generator, so that every other draw of the seed stays as it was).
+    density = float(np.random.default_rng((seed, 1)).uniform(1.5, 3.0))
 
     if kind == "drone":
         world = topdown_background(rng, W, int(H * 2.2))
@@ -206,7 +230,7 @@ def random_clip(seed: int, kind: str | None = None, event_type: str | None = "an
                 mw, mh = TOPDOWN_SIZE_M[obj]
                 actors.append(Actor(obj, x + i * 0.9 * mw * px, y, int(mw * px), int(mh * px), event=event_type,
                                     seed=int(rng.integers(1 << 30)),
-                                    **({"t_in": t_in, "t_out": t_out} if obj == "dust" else {})))
+                                    **({"t_in": t_in, "t_out": t_out, "density": density} if obj == "dust" else {})))
         for _ in range(int(rng.integers(1, 4))):
             mw, mh = TOPDOWN_SIZE_M["car"]
             actors.append(Actor("car", float(rng.uniform(0, W - 80)), float(rng.uniform(0, world.shape[0] - 40)),
@@ -226,7 +250,7 @@ def random_clip(seed: int, kind: str | None = None, event_type: str | None = "an
         w = int(rng.uniform(220, 340))
         x = float(rng.uniform(40, W - w - 40))
         actors.append(Actor("dust", x, gy + 40 - w * 1.05, w, int(w * 1.05), t_in=t_in, t_out=t_out, event="dust",
-                            seed=int(rng.integers(1 << 30))))
+                            seed=int(rng.integers(1 << 30)), density=density))
     elif event_type:
         lo, hi = (W, 2 * W - 300) if kind == "vehicle" else (40, W - 360)
         x = float(rng.uniform(lo, hi))

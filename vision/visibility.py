@@ -50,6 +50,21 @@ def blend(dst: np.ndarray, sprite: tuple[np.ndarray, np.ndarray], x: int, y: int
     return (x0, y0, x1, y1), sa, before, after
 
 
+def visible_dust(sa: np.ndarray, before: np.ndarray, after: np.ndarray, extent: tuple[int, int], contrast: float = 1.0,
+                 step: float = 20.0, min_alpha: float = 0.3, body: float = 0.12) -> np.ndarray:
+    """The pixels where a pasted plume can be seen (see the module docstring): at least
+    ``min_alpha`` opaque and changing the picture by ``step`` grey levels after lighting;
+    all False when they cover less than ``body`` of the plume's extent (h, w). The
+    training labels and the held-out clips' ground truth both use this one rule."""
+    h, w = extent
+    change = np.abs(after - before).max(axis=2) * contrast
+    change = cv2.GaussianBlur(change, (0, 0), max(1.0, min(h, w) / 30))
+    visible = (change >= step) & (sa >= min_alpha)
+    if visible.sum() < body * h * w:
+        visible[:] = False
+    return visible
+
+
 @dataclass
 class _Seen:
     cls: int
@@ -91,11 +106,7 @@ class VisibleLabels:
         if cls is None:
             return
         if cls == self.dust_class:
-            change = np.abs(after - before).max(axis=2) * self.contrast
-            change = cv2.GaussianBlur(change, (0, 0), max(1.0, min(h, w) / 30))
-            visible = (change >= self.dust_step) & (sa >= self.dust_alpha)
-            if visible.sum() < self.dust_body * h * w:
-                visible[:] = False
+            visible = visible_dust(sa, before, after, (h, w), self.contrast, self.dust_step, self.dust_alpha, self.dust_body)
         else:
             visible = covers
         mask = np.zeros((H, W), bool)
