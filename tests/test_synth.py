@@ -111,3 +111,20 @@ def test_rain_darkens_the_scene_and_streaks_it():
     assert day.std() < 1 and np.median(rain) < np.median(day)
     streaks = rain[..., 0] - np.median(rain[..., 0])
     assert 0.005 < (streaks > 10).mean() < 0.2  # thin lines, not a veil
+
+
+def test_building_sites_from_above_show_construction_and_never_vending():
+    vending = {CLASS_ID[n] for n in ("stall", "umbrella", "goods")}
+    construction = {CLASS_ID[n] for n in ("scaffold", "hoarding", "steel_shed", "material_pile")}
+    labels = [b[0] for s in range(30) for b in labelled_image(500 + s, recipe=5, view="site_from_above").boxes]
+    assert not vending & set(labels)
+    assert sum(c in construction for c in labels) >= 30  # most sites keep two or more objects in the size range
+
+
+def test_recipe_five_sees_the_ground_from_higher_up_than_recipe_four():
+    def median_short_side(recipe, view):
+        sides = [min(b[3] - b[1], b[4] - b[2]) for s in range(40)
+                 for b in labelled_image(700 + s, recipe=recipe, view=view).boxes if b[0] == CLASS_ID["steel_shed"]]
+        return float(np.median(sides))
+
+    assert median_short_side(5, "topdown_high") < median_short_side(4, "topdown")
