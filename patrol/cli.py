@@ -519,7 +519,7 @@ def cmd_simulate(args) -> int:
 
 def trainable_weights(weights: Path) -> Path:
     """The PyTorch weights behind a deployed model: an ONNX file or OpenVINO folder cannot be
-    fine-tuned, so `models/patrol-v2_openvino_model` trains from `models/patrol-v2.pt` beside it."""
+    fine-tuned, so `models/patrol-v4_openvino_model` trains from `models/patrol-v4.pt` beside it."""
     weights = Path(weights)
     if weights.suffix == ".pt":
         return weights
@@ -706,8 +706,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--images", type=int, default=800, help="held-out images for box metrics")
     ev.add_argument("--work-dir", default=str(ROOT / "var" / "heldout"), help="where held-out data is rendered (kept)")
     ev.add_argument("--regenerate", action="store_true", help="render the held-out images again")
-    ev.add_argument("--recipe", type=int, choices=[1, 2, 3, 4, 5], default=4,
-                    help="data recipe of the held-out images (the default model's: 4)")
+    ev.add_argument("--recipe", type=int, choices=[1, 2, 3, 4, 5], default=5,
+                    help="data recipe of the held-out images (the default model's: 5)")
     ev.add_argument("--skip-boxes", action="store_true")
     ev.add_argument("--skip-events", action="store_true")
     ev.add_argument("--out", default=str(ROOT / "var" / "eval"), help="report folder (report.md, pr_curve.png, eval.json)")
@@ -770,7 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--generate", type=int, metavar="N", help="render N synthetic training images and train from scratch")
     t.add_argument("--val", type=int, default=300, help="validation images to render with --generate")
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--recipe", type=int, choices=[1, 2, 3, 4, 5], default=4, help="data recipe of vision.synth.RECIPES")
+    t.add_argument("--recipe", type=int, choices=[1, 2, 3, 4, 5], default=5, help="data recipe of vision.synth.RECIPES")
     t.add_argument("--dataset-dir", default=str(ROOT / "data" / "synth"))
     t.add_argument("--weights", help="starting point: a .pt to fine-tune, or a model .yaml to train from scratch")
     t.add_argument("--epochs", type=int, default=30)
@@ -781,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default="train")
     t.add_argument("--resume", action="store_true",
                    help="continue the interrupted run --name from its last.pt (with its own data and settings)")
-    t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v2.pt)")
+    t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v5.pt)")
     t.add_argument("--onnx", action="store_true", help="also export ONNX next to --output")
     t.set_defaults(fn=cmd_train)
 
