@@ -338,8 +338,9 @@ def cmd_detect(args) -> int:
 
 def cmd_eval(args) -> int:
     """Box mAP on held-out images and event precision/recall/TTFD on held-out videos."""
-    from patrol.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_videos, example_frames,
+    from patrol.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_photos, evaluate_videos, example_frames,
                                  make_heldout_videos, write_report)
+    from vision.photos import heldout_photos
     from patrol.wiring import Parts
     from vision.detector import DetectorError
     from vision.training import generate_dataset
@@ -377,6 +378,8 @@ def cmd_eval(args) -> int:
             result["events"] = evaluate_videos(parts, videos, progress=bar("videos analysed"), out=out)
         except FileNotFoundError as err:
             return _fail(str(err))
+    if not args.skip_photos:
+        result["photos"] = evaluate_photos(parts, heldout_photos())
     report = write_report(result, out)
     (out / "eval.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     if args.json:
@@ -710,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="data recipe of the held-out images (the default model's: 5)")
     ev.add_argument("--skip-boxes", action="store_true")
     ev.add_argument("--skip-events", action="store_true")
+    ev.add_argument("--skip-photos", action="store_true", help="skip the held-out real photographs (false alarms)")
     ev.add_argument("--out", default=str(ROOT / "var" / "eval"), help="report folder (report.md, pr_curve.png, eval.json)")
     ev.add_argument("--json", action="store_true", help="print the result as one JSON object")
     ev.set_defaults(fn=cmd_eval)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from patrol.analyze import analyze_video, load_zones
 from patrol.wiring import Parts
 from vision.synth import CLASSES
@@ -122,6 +124,20 @@ def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], N
         overall.add(s)
     return {"videos": len(videos), "overall": overall.as_dict(),
             "per_event_type": {k: v.as_dict() for k, v in sorted(total.items())}, "per_video": per_video}
+
+
+def evaluate_photos(parts: Parts, photos: list[tuple[str, np.ndarray]]) -> dict:
+    """Whole real pictures without a violation (``vision.photos.heldout_photos``): every
+    event the model reports on one is a false alarm on ordinary footage, which rendered
+    held-out data cannot show."""
+    from vision.rules import image_events
+
+    rows = []
+    for name, image in photos:
+        dets = parts.detector.detect([image])[0]
+        rows.append({"photo": name, "events": image_events(image, dets, parts.rules),
+                     "detections": [[lab, round(float(c), 3)] for lab, c in zip(dets.labels, dets.confidence)]})
+    return {"photos": len(rows), "with_event": sum(bool(r["events"]) for r in rows), "per_photo": rows}
 
 
 def _keep_snapshots(cases: list, evidence: Path, stem: str, out: Path | None) -> list[str]:
@@ -251,10 +267,17 @@ def write_report(result: dict, out: Path) -> Path:
             lines.append(f"| {v['video']} | {', '.join(v['truth']) or 'none'} | "
                          f"{'; '.join(f'{t} {a}-{b}' for t, a, b in v['cases']) or 'none'} | {v['found']} | "
                          f"{v['false_cases']} | {shots} |")
+    if "photos" in result:
+        p = result["photos"]
+        lines += ["", "## Held-out real pictures (no violation in them)", "",
+                  f"{p['with_event']} of {p['photos']} with an event (each one a false alarm).", "",
+                  "| photo | events | detections |", "| --- | --- | --- |"]
+        lines += [f"| {r['photo']} | {', '.join(r['events']) or 'none'} | "
+                  f"{', '.join(f'{lab} {c:.2f}' for lab, c in r['detections']) or 'none'} |" for r in p["per_photo"]]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-__all__ = ["CLASSES", "evaluate_boxes", "evaluate_videos", "example_frames", "make_heldout_videos", "score_video",
+__all__ = ["CLASSES", "evaluate_boxes", "evaluate_photos", "evaluate_videos", "example_frames", "make_heldout_videos", "score_video",
            "write_report"]

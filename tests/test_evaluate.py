@@ -73,3 +73,32 @@ def test_patrol_eval_writes_metrics_a_report_examples_and_case_snapshots(tmp_pat
     sheet = cv2.imread(str(out / "examples.jpg"))
     assert sheet is not None and sheet.shape[1] == 4 * 384
     assert json.loads((out / "eval.json").read_text())["boxes"]["map50"] == result["boxes"]["map50"]
+    photos = result["photos"]
+    assert [r["photo"] for r in photos["per_photo"]][:3] == ["zidane.jpg", "rocket.jpg", "camera.png"]
+    assert photos["photos"] == 13 and photos["with_event"] == sum(bool(r["events"]) for r in photos["per_photo"])
+    assert "## Held-out real pictures" in report
+
+
+def test_an_event_on_a_photo_without_a_violation_is_counted_as_a_false_alarm():
+    """evaluate_photos with the real default model: a frame of the street-vending sample
+    passed off as an ordinary photo must show up as one with an event."""
+    from pathlib import Path
+
+    import av
+    import pytest
+
+    from patrol.evaluate import evaluate_photos
+    from patrol.settings import Settings
+    from patrol.wiring import Parts
+    from vision.detector import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.exists():
+        pytest.skip("default model not in models/")
+    clip = Path(__file__).resolve().parents[1] / "sample_videos" / "fixed_street_vending.mp4"
+    with av.open(str(clip)) as container:
+        frame = next(f for f in container.decode(video=0) if f.time >= 18.0).to_ndarray(format="bgr24")
+    blank = frame.copy()
+    blank[:] = 128
+    result = evaluate_photos(Parts(Settings()), [("stall.jpg", frame), ("grey.jpg", blank)])
+    assert result["photos"] == 2 and result["with_event"] == 1
+    assert result["per_photo"][0]["events"] == ["street_vending"] and result["per_photo"][1]["events"] == []

@@ -34,6 +34,16 @@ SCENES = (
 # Photos kept out of training from recipe 4 on, so held-out pictures have backgrounds the
 # model has not learnt (indices into SCENES): zidane.jpg (two men in suits) and rocket.jpg.
 HELDOUT_SCENES = (1, 6)
+# Further installed pictures that no recipe renders from: a camera man outdoors, coins, a
+# page of text, cells, a gift box, a clock, the moon, the deep sky, a retina, a stain.
+# None shows a violation; with the held-out scenes they are the model's real-picture
+# false-alarm check (``patrol eval``).
+PROBES = (
+    ("skimage", "data/camera.png"), ("skimage", "data/coins.png"), ("skimage", "data/page.png"),
+    ("skimage", "data/text.png"), ("skimage", "data/cell.png"), ("skimage", "data/clock_motion.png"),
+    ("skimage", "data/moon.png"), ("skimage", "data/hubble_deep_field.jpg"), ("skimage", "data/retina.jpg"),
+    ("skimage", "data/ihc.png"), ("matplotlib", "mpl-data/sample_data/Minduka_Present_Blue_Pack.png"),
+)
 TEXTURES = (("skimage", "data/brick.png"), ("skimage", "data/gravel.png"), ("skimage", "data/grass.png"))
 
 
@@ -61,6 +71,18 @@ def scenes(split: str = "all") -> tuple[np.ndarray, ...]:
 
 
 @lru_cache(maxsize=None)
+def heldout_photos() -> list[tuple[str, np.ndarray]]:
+    """(file name, BGR picture) of the installed real pictures training never uses (the
+    held-out scenes, then PROBES): none shows a violation, so the model must report no event."""
+    out = []
+    for package, rel in [SCENES[i] for i in HELDOUT_SCENES] + list(PROBES):
+        path = _package_file(package, rel)
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path else None
+        if img is not None:
+            out.append((Path(rel).name, img))
+    return out
+
+
 def textures() -> tuple[np.ndarray, ...]:
     """Surface photographs as zero-mean float32 grain (grey), ready to add to a colour."""
     out = []
