@@ -340,9 +340,9 @@ def cmd_eval(args) -> int:
     """Box mAP on held-out images and event precision/recall/TTFD on held-out videos."""
     from patrol.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_photos, evaluate_videos, example_frames,
                                  make_heldout_videos, write_report)
-    from vision.photos import heldout_photos
     from patrol.wiring import Parts
     from vision.detector import DetectorError
+    from vision.photos import heldout_photos
     from vision.training import generate_dataset
 
     settings = _settings(args)

@@ -279,5 +279,5 @@ def write_report(result: dict, out: Path) -> Path:
     return path
 
 
-__all__ = ["CLASSES", "evaluate_boxes", "evaluate_photos", "evaluate_videos", "example_frames", "make_heldout_videos", "score_video",
-           "write_report"]
+__all__ = ["CLASSES", "evaluate_boxes", "evaluate_photos", "evaluate_videos", "example_frames", "make_heldout_videos",
+           "score_video", "write_report"]

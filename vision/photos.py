@@ -70,7 +70,6 @@ def scenes(split: str = "all") -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
 def heldout_photos() -> list[tuple[str, np.ndarray]]:
     """(file name, BGR picture) of the installed real pictures training never uses (the
     held-out scenes, then PROBES): none shows a violation, so the model must report no event."""
@@ -83,6 +82,7 @@ def heldout_photos() -> list[tuple[str, np.ndarray]]:
     return out
 
 
+@lru_cache(maxsize=None)
 def textures() -> tuple[np.ndarray, ...]:
     """Surface photographs as zero-mean float32 grain (grey), ready to add to a colour."""
     out = []

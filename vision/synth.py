@@ -637,8 +637,9 @@ def _topdown_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLa
 def _site_from_above(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabels | None = None,
                      scales: tuple[float, float] = (6, 20)) -> Labelled:
     """A building site seen by the drone: sheds, scaffolding, hoardings, piles and often dust
-    close together, and nothing of vending. Without these, small piles and sheds seen from
-    above passed for goods on a cloth (a false street-vending case on the drone sample)."""
+    close together, and nothing of vending; cars drive past. Without such pictures small cars
+    and objects seen from high above passed for goods on a cloth (false street-vending cases
+    on drone clips)."""
     img = topdown_background(rng, w, h)
     out = Labelled(img, labeller=labeller)
     px_per_m = rng.uniform(*scales) * w / 640
