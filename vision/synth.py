@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from vision import photos
-from vision.visibility import LIGHTING_CONTRAST, VisibleLabels, blend
+from vision.visibility import LIGHTING_CONTRAST, VisibleLabels, blend, mask_box
 
 # Detector classes of the default model, in model order.
 CLASSES = ("stall", "umbrella", "goods", "scaffold", "hoarding", "steel_shed", "material_pile", "dust")
@@ -455,10 +455,7 @@ def paste(dst: np.ndarray, sprite: Sprite, x: int, y: int, solid: float = 0.5) -
     if blended is None:
         return None
     (x0, y0, _, _), sa, _, _ = blended
-    ys, xs = np.nonzero(sa > solid)
-    if len(xs) == 0:
-        return None
-    return int(x0 + xs.min()), int(y0 + ys.min()), int(x0 + xs.max() + 1), int(y0 + ys.max() + 1)
+    return mask_box(sa > solid, x0, y0)
 
 
 def rain_streaks(rng: np.random.Generator, h: int, w: int) -> np.ndarray:

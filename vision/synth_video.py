@@ -18,7 +18,7 @@ import yaml
 from streams.telemetry import TelemetrySample, write_srt
 from vision.synth import (SIZE_M, TOPDOWN_SIZE_M, lighting, paste, render_sprite, street_background, thicken,
                           topdown_background)
-from vision.visibility import LIGHTING_CONTRAST, blend, visible_dust
+from vision.visibility import LIGHTING_CONTRAST, blend, mask_box, visible_dust
 
 FPS = 10
 
@@ -91,7 +91,7 @@ def render(clip: Clip, out_dir: Path) -> dict:
     stream.options = {"crf": "30", "preset": "medium", "g": str(2 * FPS), "keyint_min": str(2 * FPS), "sc_threshold": "0"}
     n = int(clip.seconds * FPS)
     contrast = LIGHTING_CONTRAST[clip.light]
-    seen: dict[str, list] = {}  # event type -> [(t, visible box, visible area)]
+    seen: dict[str, list] = {}  # event type -> [(t, union of its visible boxes)]
     for i in range(n):
         t = i / FPS
         cx = clip.cam_speed * t + (rng.normal(0, clip.shake) if clip.shake else 0)
@@ -155,10 +155,7 @@ def _visible_plume(frame: np.ndarray, sprite, x: int, y: int, contrast: float) -
     if blended is None:
         return None
     (x0, y0, _, _), sa, before, after = blended
-    ys, xs = np.nonzero(visible_dust(sa, before, after, sprite[1].shape, contrast))
-    if len(xs) == 0:
-        return None
-    return int(x0 + xs.min()), int(y0 + ys.min()), int(x0 + xs.max() + 1), int(y0 + ys.max() + 1)
+    return mask_box(visible_dust(sa, before, after, sprite[1].shape, contrast), x0, y0)
 
 
 ZOOM = 3.2  # the sample cameras look at the pavement from closer than the scene's default lens

@@ -50,6 +50,15 @@ def blend(dst: np.ndarray, sprite: tuple[np.ndarray, np.ndarray], x: int, y: int
     return (x0, y0, x1, y1), sa, before, after
 
 
+def mask_box(mask: np.ndarray, x0: int = 0, y0: int = 0) -> tuple[int, int, int, int] | None:
+    """The tight box (x1, y1, x2, y2) around a mask's True pixels, offset by where the mask
+    lies in the picture; None when it has none."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return int(x0 + xs.min()), int(y0 + ys.min()), int(x0 + xs.max() + 1), int(y0 + ys.max() + 1)
+
+
 def visible_dust(sa: np.ndarray, before: np.ndarray, after: np.ndarray, extent: tuple[int, int], contrast: float = 1.0,
                  step: float = 20.0, min_alpha: float = 0.3, body: float = 0.12) -> np.ndarray:
     """The pixels where a pasted plume can be seen (see the module docstring): at least
