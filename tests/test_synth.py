@@ -128,3 +128,47 @@ def test_recipe_five_sees_the_ground_from_higher_up_than_recipe_four():
         return float(np.median(sides))
 
     assert median_short_side(5, "topdown_high") < median_short_side(4, "topdown")
+
+
+def test_recipe_six_holds_out_recipe_fives_pictures_byte_for_byte():
+    """Recipe 6 only widens the training photographs, so stage 6 is judged on the same
+    held-out pictures as stage 5."""
+    for s in range(12):
+        five, six = labelled_image(900 + s, recipe=5, heldout=True), labelled_image(900 + s, recipe=6, heldout=True)
+        assert np.array_equal(five.image, six.image) and five.boxes == six.boxes
+
+
+def test_extra_photographs_train_and_the_probe_pictures_never_do():
+    paths = lambda entries: {rel for _, rel in entries}  # noqa: E731
+    training = paths(photos.SCENES) | paths(photos.EXTRA_SCENES)
+    probes = paths(photos.PROBES) | paths(photos.EXTRA_PROBES)
+    assert not training & probes
+    # the street from another side, or the other picture of the same flight, would not be a fair probe
+    assert not {p for p in probes if "leuven" in p} or not {p for p in training if "leuven" in p}
+
+
+def test_recipe_six_trains_on_the_extra_photographs_and_recipe_five_does_not(monkeypatch):
+    drawn = {5: [], 6: []}
+    original = photos.scene_crop
+
+    def spy(rng, w, h, split="all", extra=False):
+        drawn[recipe].append((split, extra))
+        return original(rng, w, h, split, extra)
+
+    monkeypatch.setattr(photos, "scene_crop", spy)
+    for recipe in (5, 6):
+        for s in range(6):
+            labelled_image(s, view="photo", recipe=recipe)
+            labelled_image(s, view="photo", recipe=recipe, heldout=True)
+    assert drawn[5] == [("train", False), ("heldout", False)] * 6
+    assert drawn[6] == [("train", True), ("heldout", True)] * 6
+
+
+def test_the_extra_photographs_widen_only_the_training_pool(monkeypatch):
+    marker = np.full((50, 80, 3), 7, np.uint8)
+    monkeypatch.setattr(photos, "extra_scenes", lambda: (marker,) * 200)  # nearly always drawn if in the pool
+    rng = np.random.default_rng(0)
+    train = [photos.scene_crop(rng, 64, 40, "train", extra=True) for _ in range(5)]
+    held = [photos.scene_crop(rng, 64, 40, "heldout", extra=True) for _ in range(5)]
+    flat = lambda img: img is not None and img.reshape(-1, 3).std(axis=0).max() == 0  # noqa: E731 (one colour)
+    assert sum(map(flat, train)) >= 4 and not any(map(flat, held))

@@ -1,6 +1,7 @@
 """Real photographic material for the renderer: photos and surface textures that ship
 inside installed packages (scikit-image's sample data, ultralytics' assets, matplotlib's
-sample data).
+sample data; from recipe 6 on also the sample pictures of two Debian packages,
+``opencv-doc`` and ``mate-backgrounds``).
 
 Pictures drawn only by code teach the detector that "real-looking" means "background":
 the first model fired on bus windows and clothing. Compositing the rendered objects onto
@@ -44,10 +45,27 @@ PROBES = (
     ("skimage", "data/moon.png"), ("skimage", "data/hubble_deep_field.jpg"), ("skimage", "data/retina.jpg"),
     ("skimage", "data/ihc.png"), ("matplotlib", "mpl-data/sample_data/Minduka_Present_Blue_Pack.png"),
 )
+# Recipe 6 on: more real pictures without a violation for the training backgrounds (street
+# and aerial views of a city, a car, people, clutter, cloud over a road, sand), from Debian
+# packages (``apt-get install opencv-doc mate-backgrounds``). Entries are absolute paths.
+_CV = "/usr/share/doc/opencv-doc/examples/data/"
+_MATE = "/usr/share/backgrounds/mate/nature/"
+EXTRA_SCENES = tuple(("opencv-doc", _CV + f) for f in (
+    "aero1.jpg", "building.jpg", "licenseplate_motion.jpg", "basketball1.png", "graf1.png", "board.jpg",
+    "messi5.jpg", "fruits.jpg", "box_in_scene.png", "squirrel_cls.jpg", "baboon.jpg", "aloeL.jpg",
+    "rubberwhale1.png", "butterfly.jpg", "stuff.jpg")) + tuple(("mate-backgrounds", _MATE + f) for f in (
+    "Storm.jpg", "Dune.jpg", "Wood.jpg", "GreenMeadow.jpg"))
+# ...and the same packages' pictures kept for the false-alarm check only: ordinary streets
+# (both Leuven views, so no training picture shows the same street), a house, a city from the
+# air (aero3.jpg; aero1.jpg of the same flight trains), an apple, a notebook.
+EXTRA_PROBES = tuple(("opencv-doc", _CV + f) for f in (
+    "leuvenA.jpg", "leuvenB.jpg", "home.jpg", "aero3.jpg", "apple.jpg", "ela_original.jpg"))
 TEXTURES = (("skimage", "data/brick.png"), ("skimage", "data/gravel.png"), ("skimage", "data/grass.png"))
 
 
 def _package_file(package: str, rel: str) -> Path | None:
+    if rel.startswith("/"):  # a Debian package's file
+        return Path(rel) if Path(rel).exists() else None
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -63,20 +81,29 @@ def scenes(split: str = "all") -> tuple[np.ndarray, ...]:
     for i, (package, rel) in enumerate(SCENES):
         if (split == "train" and i in HELDOUT_SCENES) or (split == "heldout" and i not in HELDOUT_SCENES):
             continue
-        path = _package_file(package, rel)
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path else None
+        img = _read(package, rel)
         if img is not None:
             out.append(img)
     return tuple(out)
 
 
+@lru_cache(maxsize=None)
+def extra_scenes() -> tuple[np.ndarray, ...]:
+    """The installed EXTRA_SCENES as BGR arrays (recipe 6 on, training only)."""
+    return tuple(img for img in (_read(p, r) for p, r in EXTRA_SCENES) if img is not None)
+
+
+def _read(package: str, rel: str) -> np.ndarray | None:
+    path = _package_file(package, rel)
+    return cv2.imread(str(path), cv2.IMREAD_COLOR) if path else None
+
+
 def heldout_photos() -> list[tuple[str, np.ndarray]]:
     """(file name, BGR picture) of the installed real pictures training never uses (the
-    held-out scenes, then PROBES): none shows a violation, so the model must report no event."""
+    held-out scenes, then PROBES and EXTRA_PROBES): none shows a violation, so the model must report no event."""
     out = []
-    for package, rel in [SCENES[i] for i in HELDOUT_SCENES] + list(PROBES):
-        path = _package_file(package, rel)
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path else None
+    for package, rel in [SCENES[i] for i in HELDOUT_SCENES] + list(PROBES) + list(EXTRA_PROBES):
+        img = _read(package, rel)
         if img is not None:
             out.append((Path(rel).name, img))
     return out
@@ -95,9 +122,13 @@ def textures() -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def scene_crop(rng: np.random.Generator, w: int, h: int, split: str = "all") -> np.ndarray | None:
-    """A random crop of a random photo of ``split``, flipped and colour-shifted, resized to w×h."""
+def scene_crop(rng: np.random.Generator, w: int, h: int, split: str = "all",
+               extra: bool = False) -> np.ndarray | None:
+    """A random crop of a random photo of ``split`` (with ``extra``, training also draws from
+    EXTRA_SCENES), flipped and colour-shifted, resized to w×h."""
     pool = scenes(split)
+    if extra and split == "train":
+        pool = pool + extra_scenes()
     if not pool:
         return None
     src = pool[int(rng.integers(len(pool)))]
