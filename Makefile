@@ -26,9 +26,10 @@ demo-city: install
 	$(VENV)/bin/patrol simulate --transport file $(CITY) -q --out var/sim/demo-city.yaml
 	$(VENV)/bin/patrol demo --sources var/sim/demo-city.yaml --data-dir var/demo-city
 
-## The whole test suite (real Redis, PostgreSQL, RTSP/RTMP servers where installed).
+## The whole test suite (real Redis, PostgreSQL, RTSP/RTMP servers where installed); the
+## slowest tests are listed at the end so the suite's time stays in view.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 ## Everything but the slow end-to-end runs.
 test-fast: install
