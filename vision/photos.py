@@ -73,6 +73,11 @@ def _package_file(package: str, rel: str) -> Path | None:
     return path if path.exists() else None
 
 
+def _read(package: str, rel: str) -> np.ndarray | None:
+    path = _package_file(package, rel)
+    return cv2.imread(str(path), cv2.IMREAD_COLOR) if path else None
+
+
 @lru_cache(maxsize=None)
 def scenes(split: str = "all") -> tuple[np.ndarray, ...]:
     """The installed scene photographs as BGR arrays (empty when none is installed);
@@ -91,11 +96,6 @@ def scenes(split: str = "all") -> tuple[np.ndarray, ...]:
 def extra_scenes() -> tuple[np.ndarray, ...]:
     """The installed EXTRA_SCENES as BGR arrays (recipe 6 on, training only)."""
     return tuple(img for img in (_read(p, r) for p, r in EXTRA_SCENES) if img is not None)
-
-
-def _read(package: str, rel: str) -> np.ndarray | None:
-    path = _package_file(package, rel)
-    return cv2.imread(str(path), cv2.IMREAD_COLOR) if path else None
 
 
 def heldout_photos() -> list[tuple[str, np.ndarray]]:
