@@ -342,7 +342,7 @@ def cmd_eval(args) -> int:
                                  make_heldout_videos, write_report)
     from patrol.wiring import Parts
     from vision.detector import DetectorError
-    from vision.photos import heldout_photos
+    from vision.photos import heldout_photos, missing_probes
     from vision.training import generate_dataset
 
     settings = _settings(args)
@@ -380,6 +380,7 @@ def cmd_eval(args) -> int:
             return _fail(str(err))
     if not args.skip_photos:
         result["photos"] = evaluate_photos(parts, heldout_photos())
+        result["photos"]["not_installed"] = missing_probes()
     report = write_report(result, out)
     (out / "eval.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     if args.json:

@@ -270,8 +270,11 @@ def write_report(result: dict, out: Path) -> Path:
     if "photos" in result:
         p = result["photos"]
         lines += ["", "## Held-out real pictures (no violation in them)", "",
-                  f"{p['with_event']} of {p['photos']} with an event (each one a false alarm).", "",
-                  "| photo | events | detections |", "| --- | --- | --- |"]
+                  f"{p['with_event']} of {p['photos']} with an event (each one a false alarm)."]
+        if p.get("not_installed"):
+            lines += ["", f"Not installed here, so not checked: {', '.join(p['not_installed'])} "
+                          "(`apt-get install opencv-doc` adds the Debian package's pictures)."]
+        lines += ["", "| photo | events | detections |", "| --- | --- | --- |"]
         lines += [f"| {r['photo']} | {', '.join(r['events']) or 'none'} | "
                   f"{', '.join(f'{lab} {c:.2f}' for lab, c in r['detections']) or 'none'} |" for r in p["per_photo"]]
     path = out / "report.md"

@@ -78,6 +78,7 @@ def test_patrol_eval_writes_metrics_a_report_examples_and_case_snapshots(tmp_pat
     from vision.photos import heldout_photos  # 13 packaged pictures, 19 with opencv-doc installed
 
     assert photos["photos"] == len(heldout_photos()) >= 13
+    assert photos["photos"] + len(photos["not_installed"]) == 19  # checked + not installed: every probe
     assert photos["with_event"] == sum(bool(r["events"]) for r in photos["per_photo"])
     assert "## Held-out real pictures" in report
 
@@ -105,3 +106,15 @@ def test_an_event_on_a_photo_without_a_violation_is_counted_as_a_false_alarm():
     result = evaluate_photos(Parts(Settings()), [("stall.jpg", frame), ("grey.jpg", blank)])
     assert result["photos"] == 2 and result["with_event"] == 1
     assert result["per_photo"][0]["events"] == ["street_vending"] and result["per_photo"][1]["events"] == []
+
+
+def test_the_report_names_probe_pictures_that_are_not_installed(tmp_path, monkeypatch):
+    from patrol.evaluate import write_report
+    from vision import photos
+
+    monkeypatch.setattr(photos, "EXTRA_PROBES", (("opencv-doc", "/nonexistent/opencv-doc/leuvenA.jpg"),))
+    assert photos.missing_probes()[-1:] == ["leuvenA.jpg"]
+    rows = [{"photo": "zidane.jpg", "events": [], "detections": []}]
+    result = {"model": "m", "photos": {"photos": 1, "with_event": 0, "per_photo": rows, "not_installed": ["leuvenA.jpg"]}}
+    report = write_report(result, tmp_path).read_text()
+    assert "Not installed here, so not checked: leuvenA.jpg" in report and "| zidane.jpg | none | none |" in report
