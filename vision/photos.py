@@ -98,18 +98,23 @@ def extra_scenes() -> tuple[np.ndarray, ...]:
     return tuple(img for img in (_read(p, r) for p, r in EXTRA_SCENES) if img is not None)
 
 
+def probe_entries() -> list[tuple[str, str]]:
+    """Every picture of the false-alarm check, installed or not: the held-out scenes, then
+    PROBES and EXTRA_PROBES."""
+    return [SCENES[i] for i in HELDOUT_SCENES] + list(PROBES) + list(EXTRA_PROBES)
+
+
 def missing_probes() -> list[str]:
     """File names of the probe pictures that are not installed here (the false-alarm check
     then runs on fewer pictures: ``apt-get install opencv-doc`` adds EXTRA_PROBES)."""
-    entries = [SCENES[i] for i in HELDOUT_SCENES] + list(PROBES) + list(EXTRA_PROBES)
-    return [Path(rel).name for package, rel in entries if _package_file(package, rel) is None]
+    return [Path(rel).name for package, rel in probe_entries() if _package_file(package, rel) is None]
 
 
 def heldout_photos() -> list[tuple[str, np.ndarray]]:
     """(file name, BGR picture) of the installed real pictures training never uses (the
-    held-out scenes, then PROBES and EXTRA_PROBES): none shows a violation, so the model must report no event."""
+    probe entries): none shows a violation, so the model must report no event."""
     out = []
-    for package, rel in [SCENES[i] for i in HELDOUT_SCENES] + list(PROBES) + list(EXTRA_PROBES):
+    for package, rel in probe_entries():
         img = _read(package, rel)
         if img is not None:
             out.append((Path(rel).name, img))
