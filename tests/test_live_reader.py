@@ -258,8 +258,10 @@ def test_a_held_key_frame_is_decoded_as_soon_as_the_detector_takes_the_last_samp
     taken_at = time.time()
     first = reader.latest()
     assert taken_at - first.ts < 2 * 0.5 + 0.3
-    decoded = st.samples
-    wait_for(lambda: st.samples > decoded, 0.4, "the held key frame decoded")
+    # the reader's published count, not the sampler's: the sampler counts a sample when it is
+    # decoded, a moment before the reader puts it in the slot
+    published = reader.stats()["samples"]
+    wait_for(lambda: reader.stats()["samples"] > published, 0.4, "the held key frame decoded")
     second = reader.latest()  # the held key frame, decoded once the slot was free
     assert second.extra["pts"] > first.extra["pts"] or second.extra["pts"] < 0.6  # (or the file looped)
     # stamped when its key frame came (before the slot was freed), not when it was decoded
