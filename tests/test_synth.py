@@ -172,3 +172,38 @@ def test_the_extra_photographs_widen_only_the_training_pool(monkeypatch):
     held = [photos.scene_crop(rng, 64, 40, "heldout", extra=True) for _ in range(5)]
     flat = lambda img: img is not None and img.reshape(-1, 3).std(axis=0).max() == 0  # noqa: E731 (one colour)
     assert sum(map(flat, train)) >= 4 and not any(map(flat, held))
+
+
+def _sharpness(img):
+    import cv2
+    return cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_32F).var()
+
+
+def test_a_defocused_photograph_is_soft_wholly_or_along_a_depth_of_field():
+    from vision.synth import _defocus
+    photo = photos.scenes("train")[0]
+    whole = partial = 0
+    for s in range(12):
+        out = _defocus(photo, np.random.default_rng(s))
+        assert out.shape == photo.shape and out.dtype == np.uint8
+        assert _sharpness(out) < 0.7 * _sharpness(photo)
+        h, w = photo.shape[:2]
+        parts = [out[:h // 2, :w // 2], out[:h // 2, w // 2:], out[h // 2:, :w // 2], out[h // 2:, w // 2:]]
+        originals = [photo[:h // 2, :w // 2], photo[:h // 2, w // 2:], photo[h // 2:, :w // 2], photo[h // 2:, w // 2:]]
+        kept = [_sharpness(p) / _sharpness(o) for p, o in zip(parts, originals)]
+        whole += max(kept) < 0.5
+        partial += max(kept) > 0.6 and min(kept) < 0.5  # one corner still in focus, another not
+    assert whole >= 2 and partial >= 2
+
+
+def test_recipe_seven_defocuses_about_half_its_photographs_and_older_recipes_none(monkeypatch):
+    from vision import synth
+    calls = []
+    original = synth._defocus
+    monkeypatch.setattr(synth, "_defocus", lambda img, rng: calls.append(1) or original(img, rng))
+    for s in range(30):
+        labelled_image(s, view="photo", recipe=6)
+    assert not calls
+    for s in range(30):
+        labelled_image(s, view="photo", recipe=7)
+    assert 8 <= len(calls) <= 22
