@@ -553,6 +553,10 @@ def cmd_train(args) -> int:
         if last.exists():
             return _fail(f"{run} already holds a run; continue it with --resume --name {args.name}, "
                          "or choose another --name")
+        from patrol.evaluate import HELDOUT_IMAGE_SEED
+
+        if args.generate and args.seed == HELDOUT_IMAGE_SEED:  # its pictures would be patrol eval's
+            return _fail(f"--seed {args.seed} renders patrol eval's held-out pictures; train on another seed")
         # A city's data set fine-tunes the configured model unless told otherwise.
         weights = args.weights or ("yolo11n.yaml" if args.generate else str(trainable_weights(_settings(args).model.weights)))
         if args.data:

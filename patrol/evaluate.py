@@ -21,7 +21,7 @@ from patrol.analyze import analyze_video, load_zones
 from patrol.wiring import Parts
 from vision.synth import CLASSES
 
-HELDOUT_IMAGE_SEED = 7  # training uses seed 1 (models/README.md); these seeds never meet
+HELDOUT_IMAGE_SEED = 7  # the training stages use other seeds (models/README.md); patrol train refuses this one
 HELDOUT_VIDEO_SEED = 90_000
 
 

@@ -405,6 +405,8 @@ def test_train_checks_the_data_set_and_the_run_before_starting(city, exported, t
     assert "nothing to resume" in err and "never" in err
     rc, err = train("--epochs", "1")
     assert "give --data" in err
+    rc, err = train("--generate", "10", "--seed", "7")
+    assert rc == 2 and "held-out pictures" in err and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
