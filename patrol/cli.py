@@ -339,13 +339,17 @@ def cmd_detect(args) -> int:
 def cmd_eval(args) -> int:
     """Box mAP on held-out images and event precision/recall/TTFD on held-out videos."""
     from patrol.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_photos, evaluate_videos, example_frames,
-                                 make_heldout_videos, write_report)
+                                 make_heldout_videos, video_set_folder, write_report)
     from patrol.wiring import Parts
     from vision.detector import DetectorError
     from vision.photos import heldout_photos, missing_probes
     from vision.training import generate_dataset
 
     settings = _settings(args)
+    try:
+        video_set = video_set_folder(args.video_seed, args.video_kind, args.videos)
+    except ValueError as err:
+        return _fail(str(err))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work_dir)
@@ -370,10 +374,11 @@ def cmd_eval(args) -> int:
                        out / "examples.jpg")
         result["boxes"]["examples"] = "examples.jpg"
     if not args.skip_events:
-        videos = Path(args.data) if args.data else work / "videos"
+        videos = Path(args.data) if args.data else work / video_set
         if not args.data:
             say(f"held-out videos in {videos} ({args.videos})")
-            make_heldout_videos(videos, args.videos, progress=bar("videos rendered"))
+            make_heldout_videos(videos, args.videos, seed=args.video_seed, kind=args.video_kind,
+                                progress=bar("videos rendered"))
         try:
             result["events"] = evaluate_videos(parts, videos, progress=bar("videos analysed"), out=out)
         except FileNotFoundError as err:
@@ -711,6 +716,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate the model on held-out images and videos")
     ev.add_argument("--data", help="folder of videos with ground truth (X.mp4 + X.json); default: render held-out clips")
     ev.add_argument("--videos", type=int, default=48, help="held-out clips to render when --data is not given")
+    ev.add_argument("--video-seed", type=int, default=90_000,
+                    help="first seed of the rendered clips; another than the held-out 90000 makes a development "
+                         "set (its own folder; seeds overlapping the held-out clips are refused)")
+    ev.add_argument("--video-kind", choices=["fixed", "vehicle", "drone", "mobile"],
+                    help="render clips of this kind of source only (a development set)")
     ev.add_argument("--images", type=int, default=800, help="held-out images for box metrics")
     ev.add_argument("--work-dir", default=str(ROOT / "var" / "heldout"), help="where held-out data is rendered (kept)")
     ev.add_argument("--regenerate", action="store_true", help="render the held-out images again")

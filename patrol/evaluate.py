@@ -23,6 +23,7 @@ from vision.synth import CLASSES
 
 HELDOUT_IMAGE_SEED = 7  # the training stages use other seeds (models/README.md); patrol train refuses this one
 HELDOUT_VIDEO_SEED = 90_000
+HELDOUT_VIDEOS = 48  # patrol eval's default --videos
 
 
 @dataclass
@@ -54,14 +55,27 @@ class EventScore:
         }
 
 
+def video_set_folder(seed: int, kind: str | None, count: int) -> str:
+    """The work folder of a set of clips: ``videos`` for the held-out set, else one per
+    seed and kind. Another set is for developing rules and models; it may not share seeds
+    with the held-out clips, or the held-out check would no longer be held out."""
+    if seed == HELDOUT_VIDEO_SEED and kind is None:
+        return "videos"
+    if seed < HELDOUT_VIDEO_SEED + HELDOUT_VIDEOS and HELDOUT_VIDEO_SEED < seed + count:
+        raise ValueError(f"clip seeds {seed}-{seed + count - 1} overlap the held-out clips "
+                         f"({HELDOUT_VIDEO_SEED}-{HELDOUT_VIDEO_SEED + HELDOUT_VIDEOS - 1}); choose others")
+    return f"videos-{kind or 'any'}-{seed}"
+
+
 def make_heldout_videos(out: Path, count: int, seed: int = HELDOUT_VIDEO_SEED, seconds: float = 40.0,
-                        progress: Callable[[int, int], None] | None = None) -> Path:
-    """Render ``count`` held-out clips (kept: a folder is only filled once)."""
+                        progress: Callable[[int, int], None] | None = None, kind: str | None = None) -> Path:
+    """Render ``count`` clips from ``seed`` on (``kind``: only that kind of source), kept:
+    a folder is only filled once."""
     from vision.synth_video import random_clip, render
 
     out.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        clip = random_clip(seed + i, seconds=seconds)
+        clip = random_clip(seed + i, kind=kind, seconds=seconds)
         if not (out / f"{clip.name}.json").exists():
             render(clip, out)
         if progress:

@@ -118,3 +118,22 @@ def test_the_report_names_probe_pictures_that_are_not_installed(tmp_path, monkey
     result = {"model": "m", "photos": {"photos": 1, "with_event": 0, "per_photo": rows, "not_installed": ["leuvenA.jpg"]}}
     report = write_report(result, tmp_path).read_text()
     assert "Not installed here, so not checked: leuvenA.jpg" in report and "| zidane.jpg | none | none |" in report
+
+
+def test_a_development_set_of_clips_has_its_own_folder_and_never_the_held_out_seeds(tmp_path):
+    import json
+
+    import pytest
+
+    from patrol.evaluate import make_heldout_videos, video_set_folder
+
+    assert video_set_folder(90_000, None, 48) == "videos"
+    assert video_set_folder(80_000, "drone", 30) == "videos-drone-80000"
+    assert video_set_folder(89_990, None, 10) == "videos-any-89990"
+    for seed, kind, count in ((90_000, "drone", 5), (89_990, None, 11), (90_047, "fixed", 1)):
+        with pytest.raises(ValueError, match="overlap the held-out clips"):
+            video_set_folder(seed, kind, count)
+    made = make_heldout_videos(tmp_path, 2, seed=80_000, seconds=2.0, kind="drone")
+    truths = sorted(made.glob("*.json"))
+    assert [p.name.split("_")[2] for p in truths] == ["drone", "drone"]
+    assert all(json.loads(p.read_text())["source_kind"] == "drone" for p in truths)
