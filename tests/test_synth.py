@@ -1,4 +1,5 @@
 """The renderer's labels: reproducible from a seed, and only what a camera would see."""
+import cv2
 import numpy as np
 import pytest
 
@@ -175,7 +176,6 @@ def test_the_extra_photographs_widen_only_the_training_pool(monkeypatch):
 
 
 def _sharpness(img):
-    import cv2
     return cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_32F).var()
 
 

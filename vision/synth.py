@@ -668,7 +668,7 @@ def _place_topdown(rng: np.random.Generator, names: list[str], px_per_m: float, 
 def _defocus(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The photograph partly or wholly out of focus, as behind a sharp subject: the depth
     of field fades along a random direction. Blurred crowds and walls are soft, low-contrast
-    and often dust-coloured; without them in training the model boxed them as plumes."""
+    and often dust-coloured, like a plume: stages 5 and 6 drew their false plume boxes there."""
     h, w = img.shape[:2]
     sigma = rng.uniform(1.5, 7.0) * w / 640
     soft = cv2.GaussianBlur(img, (0, 0), sigma)
