@@ -376,7 +376,8 @@ def cmd_eval(args) -> int:
     if not args.skip_events:
         videos = Path(args.data) if args.data else work / video_set
         if not args.data:
-            say(f"held-out videos in {videos} ({args.videos})")
+            what = "held-out" if video_set == "videos" else "development"
+            say(f"{what} clips in {videos} ({args.videos})")
             make_heldout_videos(videos, args.videos, seed=args.video_seed, kind=args.video_kind,
                                 progress=bar("videos rendered"))
         try:
