@@ -375,13 +375,14 @@ def cmd_eval(args) -> int:
         result["boxes"]["examples"] = "examples.jpg"
     if not args.skip_events:
         videos = Path(args.data) if args.data else work / video_set
+        clips = None  # with --data: every clip in the folder
         if not args.data:
             what = "held-out" if video_set == "videos" else "development"
             say(f"{what} clips in {videos} ({args.videos})")
-            make_heldout_videos(videos, args.videos, seed=args.video_seed, kind=args.video_kind,
-                                progress=bar("videos rendered"))
+            clips = make_heldout_videos(videos, args.videos, seed=args.video_seed, kind=args.video_kind,
+                                        progress=bar("videos rendered"))
         try:
-            result["events"] = evaluate_videos(parts, videos, progress=bar("videos analysed"), out=out)
+            result["events"] = evaluate_videos(parts, videos, progress=bar("videos analysed"), out=out, only=clips)
         except FileNotFoundError as err:
             return _fail(str(err))
     if not args.skip_photos:

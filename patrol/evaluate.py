@@ -68,19 +68,21 @@ def video_set_folder(seed: int, kind: str | None, count: int) -> str:
 
 
 def make_heldout_videos(out: Path, count: int, seed: int = HELDOUT_VIDEO_SEED, seconds: float = 40.0,
-                        progress: Callable[[int, int], None] | None = None, kind: str | None = None) -> Path:
-    """Render ``count`` clips from ``seed`` on (``kind``: only that kind of source), kept:
-    a folder is only filled once."""
+                        progress: Callable[[int, int], None] | None = None, kind: str | None = None) -> list[str]:
+    """Render ``count`` clips from ``seed`` on (``kind``: only that kind of source) into
+    ``out``, kept: a clip already there is not rendered again. Returns their names."""
     from vision.synth_video import random_clip, render
 
     out.mkdir(parents=True, exist_ok=True)
+    names = []
     for i in range(count):
         clip = random_clip(seed + i, kind=kind, seconds=seconds)
         if not (out / f"{clip.name}.json").exists():
             render(clip, out)
+        names.append(clip.name)
         if progress:
             progress(i + 1, count)
-    return out
+    return names
 
 
 def score_video(truth: dict, cases: list, opened_at: dict[int, float]) -> dict[str, EventScore]:
@@ -106,10 +108,12 @@ def score_video(truth: dict, cases: list, opened_at: dict[int, float]) -> dict[s
 
 
 def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], None] | None = None,
-                    out: Path | None = None) -> dict:
-    """Analyse every clip with ground truth in ``folder``; with ``out``, each case's evidence
+                    out: Path | None = None, only: list[str] | None = None) -> dict:
+    """Analyse every clip with ground truth in ``folder`` (``only``: the clips of these names,
+    where a folder holds more than was asked for); with ``out``, each case's evidence
     snapshot (the box as the analyst sees it) is kept under ``out/cases``."""
-    videos = sorted(p for p in folder.glob("*.mp4") if p.with_suffix(".json").exists())
+    videos = sorted(p for p in folder.glob("*.mp4") if p.with_suffix(".json").exists()
+                    and (only is None or p.stem in only))
     if not videos:
         raise FileNotFoundError(f"{folder}: no videos with ground truth (X.mp4 + X.json)")
     total: dict[str, EventScore] = {}

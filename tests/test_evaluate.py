@@ -134,6 +134,20 @@ def test_a_development_set_of_clips_has_its_own_folder_and_never_the_held_out_se
         with pytest.raises(ValueError, match="overlap the held-out clips"):
             video_set_folder(seed, kind, count)
     made = make_heldout_videos(tmp_path, 2, seed=80_000, seconds=2.0, kind="drone")
-    truths = sorted(made.glob("*.json"))
-    assert [p.name.split("_")[2] for p in truths] == ["drone", "drone"]
-    assert all(json.loads(p.read_text())["source_kind"] == "drone" for p in truths)
+    assert [name.split("_")[1:3] for name in made] == [["80000", "drone"], ["80001", "drone"]]
+    assert all(json.loads((tmp_path / f"{name}.json").read_text())["source_kind"] == "drone" for name in made)
+    assert make_heldout_videos(tmp_path, 1, seed=80_000, seconds=2.0, kind="drone") == made[:1]  # kept, named
+
+
+def test_only_the_clips_asked_for_are_scored_not_all_the_folder_holds(tmp_path):
+    """patrol eval renders into a folder kept between runs: a run asking for one clip scores
+    one, though the folder holds two (short clips, the real default model)."""
+    from patrol.evaluate import evaluate_videos, make_heldout_videos
+    from patrol.settings import Settings
+    from patrol.wiring import Parts
+
+    names = make_heldout_videos(tmp_path, 2, seed=80_000, seconds=2.0, kind="drone")
+    parts = Parts(Settings())
+    assert evaluate_videos(parts, tmp_path)["videos"] == 2
+    one = evaluate_videos(parts, tmp_path, only=names[:1])
+    assert one["videos"] == 1 and one["per_video"][0]["video"] == f"{names[0]}.mp4"
