@@ -693,7 +693,7 @@ def _photo_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabe
     kinds = ["vending", "construction", "dust", "mixed", "none", "none"]
     if defocus:
         if rng.random() < 0.5:
-            bg = np.ascontiguousarray(_defocus(bg, rng))
+            bg = _defocus(bg, rng)
         kinds.append("none")
     out = Labelled(bg, labeller=labeller)
     names = _scene_names(rng, kinds, 2)
