@@ -218,6 +218,8 @@ def test_an_analyst_reviews_the_queue_with_the_keyboard_alone(stack, browser):
     kb.press("1")
     case = wait_status(parts, int(rejected["id"]), "rejected")
     assert case.review_reason == "false_alarm" and case.reviewer == ANALYST
+    # the store has it before the page does: wait for the queue to move on, as after approving
+    page.wait_for_selector(f'#items .item[data-id="{rejected["id"]}"]', state="detached")
 
     # -- reclassify (c): type to filter the choices, Enter applies the first
     target = selected(page)
