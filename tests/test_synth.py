@@ -207,3 +207,56 @@ def test_recipe_seven_defocuses_about_half_its_photographs_and_older_recipes_non
     for s in range(30):
         labelled_image(s, view="photo", recipe=7)
     assert 8 <= len(calls) <= 22
+
+
+def test_recipe_eight_also_trains_on_the_wallpaper_photographs(monkeypatch):
+    drawn = []
+    original = photos.scene_crop
+    monkeypatch.setattr(photos, "scene_crop", lambda rng, w, h, split="all", extra=0: drawn.append((split, extra))
+                        or original(rng, w, h, split, extra))
+    for s in range(4):
+        labelled_image(s, view="photo", recipe=8)
+        labelled_image(s, view="photo", recipe=8, heldout=True)
+    assert drawn == [("train", 2), ("heldout", 2)] * 4
+
+
+def test_the_wallpapers_widen_only_the_training_pool_and_are_never_probes(monkeypatch):
+    paths = lambda entries: {rel for _, rel in entries}  # noqa: E731
+    assert not paths(photos.WALLPAPER_SCENES) & (paths(photos.PROBES) | paths(photos.EXTRA_PROBES))
+    marker = np.full((50, 80, 3), 7, np.uint8)
+    monkeypatch.setattr(photos, "wallpaper_scenes", lambda: (marker,) * 200)
+    rng = np.random.default_rng(0)
+    flat = lambda img: img is not None and img.reshape(-1, 3).std(axis=0).max() == 0  # noqa: E731 (one colour)
+    assert sum(flat(photos.scene_crop(rng, 64, 40, "train", extra=2)) for _ in range(5)) >= 4
+    assert not any(flat(photos.scene_crop(rng, 64, 40, "train", extra=1)) for _ in range(5))  # recipes 6-7
+    assert not any(flat(photos.scene_crop(rng, 64, 40, "heldout", extra=2)) for _ in range(5))
+
+
+def test_a_large_wallpaper_is_kept_at_a_working_size():
+    from vision.photos import WALLPAPER_SIDE, _shrunk
+    big = np.random.default_rng(0).integers(0, 255, (3000, 4500, 3), dtype=np.uint8)
+    small = _shrunk(big, WALLPAPER_SIDE)
+    assert small.shape == (1280, 1920, 3)
+    assert _shrunk(small[:800, :1000], WALLPAPER_SIDE).shape == (800, 1000, 3)  # smaller ones are left alone
+
+
+def test_recipe_eight_shows_the_drone_more_often_and_more_of_its_sites_with_dust():
+    from vision.synth import RECIPES
+    drone = ("topdown", "topdown_high", "site_from_above")
+    share = lambda r: sum(v in drone for v in RECIPES[r]) / len(RECIPES[r])  # noqa: E731
+    assert share(8) > 1.5 * share(7)
+    with_dust = {r: sum(any(b[0] == DUST for b in labelled_image(600 + s, recipe=r, view="site_from_above").boxes)
+                        for s in range(60)) for r in (7, 8)}
+    assert with_dust[8] > with_dust[7] + 5
+
+
+def test_only_recipe_eight_draws_more_plumes_on_building_sites():
+    """Recipes 5-7 render a site from above byte for byte as before (stages are compared on
+    recipe 5's held-out pictures)."""
+    import hashlib
+    digest = lambda pic: (hashlib.md5(pic.image.tobytes()).hexdigest(), pic.boxes)  # noqa: E731
+    for s in range(3):
+        pics = [labelled_image(40 + s, recipe=r, view="site_from_above", heldout=True) for r in (5, 6, 7, 8)]
+        assert digest(pics[0]) == digest(pics[1]) == digest(pics[2])
+    assert any(digest(labelled_image(40 + s, recipe=5, view="site_from_above")) !=
+               digest(labelled_image(40 + s, recipe=8, view="site_from_above")) for s in range(10))

@@ -632,16 +632,16 @@ def _topdown_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLa
 
 
 def _site_from_above(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabels | None = None,
-                     scales: tuple[float, float] = (6, 20)) -> Labelled:
+                     scales: tuple[float, float] = (6, 20), dust_chance: float = 0.3) -> Labelled:
     """A building site seen by the drone: sheds, scaffolding, hoardings, piles and often dust
-    close together, and nothing of vending; cars drive past. Without such pictures small cars
-    and objects seen from high above passed for goods on a cloth (false street-vending cases
-    on drone clips)."""
+    (``dust_chance``) close together, and nothing of vending; cars drive past. Without such
+    pictures small cars and objects seen from high above passed for goods on a cloth (false
+    street-vending cases on drone clips)."""
     img = topdown_background(rng, w, h)
     out = Labelled(img, labeller=labeller)
     px_per_m = rng.uniform(*scales) * w / 640
     names = list(rng.choice(POOLS["construction"], int(rng.integers(2, 6))))
-    names += ["dust"] * int(rng.random() < 0.3) + ["car"] * int(rng.integers(0, 3))
+    names += ["dust"] * int(rng.random() < dust_chance) + ["car"] * int(rng.integers(0, 3))
     _place_topdown(rng, names, px_per_m, out, cluster=(rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h))
     return out
 
@@ -682,11 +682,11 @@ def _defocus(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _photo_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabels | None = None,
-                 photo_split: str = "all", extra_photos: bool = False, defocus: bool = False) -> Labelled:
+                 photo_split: str = "all", extra_photos: int = 0, defocus: bool = False) -> Labelled:
     """Objects composited onto a real photograph; a third of them with none at all, so
     the photo's own windows, clothes and furniture are learnt as background. With
     ``defocus`` (recipe 7) half the photographs are partly out of focus and four in ten
-    carry nothing."""
+    carry nothing. ``extra_photos`` widens the training photographs (``photos.scene_crop``)."""
     bg = photos.scene_crop(rng, w, h, photo_split, extra=extra_photos)
     if bg is None:  # no photo installed: fall back to a rendered kerbside view
         return _kerbside_image(rng, w, h, real_ground=True, labeller=labeller)
@@ -738,6 +738,12 @@ RECIPES = {
     #    pictures are its own; stages stay comparable on recipe 5's (``patrol eval``'s default).
     7: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "site_from_above",
         "photo", "photo", "photo", "photo_portrait"),
+    # 8: for the drone and for plumes on real pictures: recipe 7's views with a drone's view
+    #    in 4 of 13 pictures (2 of 11 before) and dust over half its building sites (three in
+    #    ten before), and training photographs also from two desktop packages' wallpapers
+    #    (vision/photos.py WALLPAPER_SCENES). Its held-out pictures are its own.
+    8: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
+        "site_from_above", "site_from_above", "photo", "photo", "photo", "photo_portrait"),
 }
 LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze", "rain")
 
@@ -769,10 +775,11 @@ def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = Non
     elif view == "topdown_high":
         sample = _topdown_image(rng, w, h, labeller=labeller, scales=(6, 20))
     elif view == "site_from_above":
-        sample = _site_from_above(rng, w, h, labeller=labeller)
+        sample = _site_from_above(rng, w, h, labeller=labeller, dust_chance=0.5 if recipe >= 8 else 0.3)
     elif view in ("photo", "photo_portrait"):
         pw, ph = (w, h) if view == "photo" else (h, w)
-        sample = _photo_image(rng, pw, ph, labeller=labeller, photo_split=split, extra_photos=recipe >= 6,
+        sample = _photo_image(rng, pw, ph, labeller=labeller, photo_split=split,
+                              extra_photos=2 if recipe >= 8 else int(recipe >= 6),
                               defocus=recipe >= 7)
     else:
         sample = _street_image(rng, w, h, dust_solid, real_ground=real, labeller=labeller)
