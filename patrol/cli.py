@@ -339,7 +339,7 @@ def cmd_detect(args) -> int:
 def cmd_eval(args) -> int:
     """Box mAP on held-out images and event precision/recall/TTFD on held-out videos."""
     from patrol.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_photos, evaluate_videos, example_frames,
-                                 make_heldout_videos, video_set_folder, write_report)
+                                 make_heldout_videos, plumes_by_view, video_set_folder, write_report)
     from patrol.wiring import Parts
     from vision.detector import DetectorError
     from vision.photos import heldout_photos, missing_probes
@@ -370,6 +370,8 @@ def cmd_eval(args) -> int:
                              progress=bar("images"))
         say("box metrics ...")
         result["boxes"] = evaluate_boxes(settings.model.weights, images / "data.yaml", settings.model.imgsz, out)
+        result["boxes"]["dust_by_view"] = plumes_by_view(settings.model.weights, images, settings.model.imgsz,
+                                                         args.recipe)
         example_frames(settings.model.weights, images / "images" / "val", settings.model.imgsz, settings.model.conf,
                        out / "examples.jpg")
         result["boxes"]["examples"] = "examples.jpg"

@@ -73,6 +73,12 @@ def test_patrol_eval_writes_metrics_a_report_examples_and_case_snapshots(tmp_pat
     sheet = cv2.imread(str(out / "examples.jpg"))
     assert sheet is not None and sheet.shape[1] == 4 * 384
     assert json.loads((out / "eval.json").read_text())["boxes"]["map50"] == result["boxes"]["map50"]
+    by_view = result["boxes"]["dust_by_view"]  # every held-out plume counted once, behind a photo or not
+    labels = [line for f in (tmp_path / "work" / "images" / "labels" / "val").glob("*.txt")
+              for line in f.read_text().splitlines() if line.split()[0] == "7"]
+    assert sum(v["pictures"] for v in by_view.values()) == 8 and sum(v["plumes"] for v in by_view.values()) == len(labels)
+    assert all(0 <= v["found"] <= v["plumes"] for v in by_view.values())
+    assert "by what lies behind the plume" in report
     photos = result["photos"]
     assert [r["photo"] for r in photos["per_photo"]][:3] == ["zidane.jpg", "rocket.jpg", "camera.png"]
     from vision.photos import heldout_photos, probe_entries  # 13 packaged pictures, 19 with opencv-doc

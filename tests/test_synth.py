@@ -260,3 +260,17 @@ def test_only_recipe_eight_draws_more_plumes_on_building_sites():
         assert digest(pics[0]) == digest(pics[1]) == digest(pics[2])
     assert any(digest(labelled_image(40 + s, recipe=5, view="site_from_above")) !=
                digest(labelled_image(40 + s, recipe=8, view="site_from_above")) for s in range(10))
+
+
+def test_the_view_of_a_picture_is_known_from_its_seed_alone(monkeypatch):
+    """``patrol eval`` splits held-out plumes by view without storing anything per picture."""
+    from vision import synth
+    seen = []
+    original = synth._photo_image
+    monkeypatch.setattr(synth, "_photo_image", lambda *a, **k: seen.append(1) or original(*a, **k))
+    for recipe in (5, 8):
+        for s in range(40):
+            seen.clear()
+            labelled_image(s, recipe=recipe)
+            assert bool(seen) == synth.view_of(s, recipe).startswith("photo")
+    assert {synth.view_of(s, 8) for s in range(60)} == set(synth.RECIPES[8])

@@ -60,7 +60,7 @@ EXTRA_SCENES = tuple(("opencv-doc", _CV + f) for f in (
 # mist over water, a beach from the air, forest paths, grass, bark. Unlike every other
 # training picture they are not of a street; they are there for the plumes' sake: the held-out
 # plumes the detector missed, and the false ones it drew, lay on real pictures unlike the few
-# it had learnt (patrol-v6: 42 of 78 plumes found on the held-out photographs, 61 of 73 on
+# it had learnt (patrol-v6: 44 of 78 plumes found on the held-out photographs, 62 of 73 on
 # rendered views). Abstract and painted wallpapers are left out.
 _LOMIRI = "/usr/share/backgrounds/"
 _PLASMA = "/usr/share/wallpapers/"

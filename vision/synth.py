@@ -748,6 +748,16 @@ RECIPES = {
 LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze", "rain")
 
 
+def view_of(seed: int, recipe: int) -> str:
+    """The view ``labelled_image`` renders for this seed and recipe (its first draw), so a
+    rendered data set can be broken down by view without storing anything beside it."""
+    return _draw_view(np.random.default_rng(seed), recipe)
+
+
+def _draw_view(rng: np.random.Generator, recipe: int) -> str:
+    return str(rng.choice(RECIPES[recipe]))
+
+
 def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = None, recipe: int = 1,
                    heldout: bool = False) -> Labelled:
     """One training picture with its boxes (tiny slivers dropped).
@@ -756,7 +766,7 @@ def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = Non
     uses; earlier recipes use every photo either way.
     """
     rng = np.random.default_rng(seed)
-    view = view or rng.choice(RECIPES[recipe])
+    view = view or _draw_view(rng, recipe)
     dust_solid = 0.25 if recipe >= 2 else 0.5
     real = recipe >= 3
     labeller, mode, split = None, None, "all"
