@@ -274,3 +274,12 @@ def test_the_view_of_a_picture_is_known_from_its_seed_alone(monkeypatch):
             labelled_image(s, recipe=recipe)
             assert bool(seen) == synth.view_of(s, recipe).startswith("photo")
     assert {synth.view_of(s, 8) for s in range(60)} == set(synth.RECIPES[8])
+
+
+def test_training_names_the_photographs_of_its_recipe_that_are_not_installed(monkeypatch):
+    """A missing package does not stop training, but the data then differs from the model card's."""
+    gone = ("lomiri-wallpapers-16.04", "/nonexistent/Bridge_by_Sander_Klootwijk.jpg")
+    monkeypatch.setattr(photos, "WALLPAPER_SCENES", (gone,) + photos.WALLPAPER_SCENES[1:])
+    assert "Bridge_by_Sander_Klootwijk.jpg" in photos.missing_training_photos(8)
+    assert "Bridge_by_Sander_Klootwijk.jpg" not in photos.missing_training_photos(7)  # recipe 7 never drew it
+    assert photos.missing_training_photos(2) == []  # rendered only, no photographs

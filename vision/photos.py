@@ -56,7 +56,7 @@ EXTRA_SCENES = tuple(("opencv-doc", _CV + f) for f in (
     "rubberwhale1.png", "butterfly.jpg", "stuff.jpg")) + tuple(("mate-backgrounds", _MATE + f) for f in (
     "Storm.jpg", "Dune.jpg", "Wood.jpg", "GreenMeadow.jpg"))
 # Recipe 8 on: the photographs among two desktop packages' wallpapers (``apt-get install
-# lomiri-wallpapers-16.04 plasma-workspace-wallpapers``): warm out-of-focus tables and leaves,
+# lomiri-wallpapers plasma-workspace-wallpapers``): warm out-of-focus tables and leaves,
 # mist over water, a beach from the air, forest paths, grass, bark. Unlike every other
 # training picture they are not of a street; they are there for the plumes' sake: the held-out
 # plumes the detector missed, and the false ones it drew, lay on real pictures unlike the few
@@ -64,12 +64,15 @@ EXTRA_SCENES = tuple(("opencv-doc", _CV + f) for f in (
 # rendered views). Abstract and painted wallpapers are left out.
 _LOMIRI = "/usr/share/backgrounds/"
 _PLASMA = "/usr/share/wallpapers/"
-WALLPAPER_SCENES = tuple(("lomiri-wallpapers-16.04", _LOMIRI + f) for f in (
-    "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Kleiber_by_Lukas_Baubkus.jpg",
-    "Picture_0B_by_freespace.jpg", "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg",
-    "aitzgorri_by_Aitzol_Berasategi.jpg", "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg",
-    "life_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
-    "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg")) + tuple(
+# (in this order: recipe 8 draws them by index; Kleiber ships in the 20.04 set, and
+# `lomiri-wallpapers` installs both)
+WALLPAPER_SCENES = tuple(
+    (f"lomiri-wallpapers-{'20.04' if f.startswith('Kleiber') else '16.04'}", _LOMIRI + f) for f in (
+        "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Kleiber_by_Lukas_Baubkus.jpg",
+        "Picture_0B_by_freespace.jpg", "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg",
+        "aitzgorri_by_Aitzol_Berasategi.jpg", "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg",
+        "life_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+        "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg")) + tuple(
     ("plasma-workspace-wallpapers", _PLASMA + f) for f in (
         "BytheWater/contents/images/1920x1080.jpg", "ColdRipple/contents/images/1920x1080.jpg",
         "DarkestHour/contents/images/1920x1080.jpg", "EveningGlow/contents/images/1920x1080.jpg",
@@ -135,6 +138,13 @@ def wallpaper_scenes() -> tuple[np.ndarray, ...]:
     (recipe 8 on, training only)."""
     return tuple(img for img in (_shrunk(_read(p, r), WALLPAPER_SIDE) for p, r in WALLPAPER_SCENES)
                  if img is not None)
+
+
+def missing_training_photos(recipe: int) -> list[str]:
+    """File names of the photographs ``recipe`` trains on that are not installed here: the
+    rendered data then differs from the model card's (it still renders, from fewer pictures)."""
+    entries = list(SCENES) + (list(EXTRA_SCENES) if recipe >= 6 else []) + (list(WALLPAPER_SCENES) if recipe >= 8 else [])
+    return [Path(rel).name for package, rel in entries if recipe >= 3 and _package_file(package, rel) is None]
 
 
 def probe_entries() -> list[tuple[str, str]]:
