@@ -581,9 +581,9 @@ def cmd_train(args) -> int:
                   f"validation images, {len(dataset.names)} classes ({', '.join(dataset.names)})", flush=True)
         else:
             out = Path(args.dataset_dir)
-            from vision.photos import missing_training_photos
+            from vision.synth import missing_photos
 
-            missing = missing_training_photos(args.recipe)
+            missing = missing_photos(args.recipe)
             if missing:  # a warning, not a refusal: a city may train without the desktop packages
                 print(f"patrol train: {len(missing)} photographs of recipe {args.recipe} are not installed here "
                       f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}): the pictures will differ from "

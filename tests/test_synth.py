@@ -280,6 +280,11 @@ def test_training_names_the_photographs_of_its_recipe_that_are_not_installed(mon
     """A missing package does not stop training, but the data then differs from the model card's."""
     gone = ("lomiri-wallpapers-16.04", "/nonexistent/Bridge_by_Sander_Klootwijk.jpg")
     monkeypatch.setattr(photos, "WALLPAPER_SCENES", (gone,) + photos.WALLPAPER_SCENES[1:])
-    assert "Bridge_by_Sander_Klootwijk.jpg" in photos.missing_training_photos(8)
-    assert "Bridge_by_Sander_Klootwijk.jpg" not in photos.missing_training_photos(7)  # recipe 7 never drew it
-    assert photos.missing_training_photos(2) == []  # rendered only, no photographs
+    from vision.synth import missing_photos
+    assert "Bridge_by_Sander_Klootwijk.jpg" in missing_photos(8)
+    assert "Bridge_by_Sander_Klootwijk.jpg" not in missing_photos(7)  # recipe 7 never drew it
+    assert missing_photos(2) == []  # rendered only, no photographs
+    held = ("ultralytics", "assets/no-such-heldout.jpg")  # a held-out photograph never trains
+    monkeypatch.setattr(photos, "SCENES", tuple(held if i in photos.HELDOUT_SCENES else e
+                                                for i, e in enumerate(photos.SCENES)))
+    assert "no-such-heldout.jpg" not in missing_photos(8)

@@ -140,11 +140,13 @@ def wallpaper_scenes() -> tuple[np.ndarray, ...]:
                  if img is not None)
 
 
-def missing_training_photos(recipe: int) -> list[str]:
-    """File names of the photographs ``recipe`` trains on that are not installed here: the
-    rendered data then differs from the model card's (it still renders, from fewer pictures)."""
-    entries = list(SCENES) + (list(EXTRA_SCENES) if recipe >= 6 else []) + (list(WALLPAPER_SCENES) if recipe >= 8 else [])
-    return [Path(rel).name for package, rel in entries if recipe >= 3 and _package_file(package, rel) is None]
+def missing_training_photos(extra: int) -> list[str]:
+    """File names of the training photographs that are not installed here, with ``extra`` as
+    in :func:`scene_crop`: the rendered data then differs from the model card's (it still
+    renders, from fewer pictures)."""
+    entries = [e for i, e in enumerate(SCENES) if i not in HELDOUT_SCENES]
+    entries += list(EXTRA_SCENES) * (extra >= 1) + list(WALLPAPER_SCENES) * (extra >= 2)
+    return [Path(rel).name for package, rel in entries if _package_file(package, rel) is None]
 
 
 def probe_entries() -> list[tuple[str, str]]:

@@ -748,6 +748,18 @@ RECIPES = {
 LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze", "rain")
 
 
+def extra_photos(recipe: int) -> int:
+    """Which training photographs a recipe draws on besides SCENES (``photos.scene_crop``'s
+    ``extra``): EXTRA_SCENES from recipe 6, WALLPAPER_SCENES too from recipe 8."""
+    return 2 if recipe >= 8 else int(recipe >= 6)
+
+
+def missing_photos(recipe: int) -> list[str]:
+    """The photographs ``recipe`` trains on that are not installed here (none before recipe
+    3, which renders without photographs)."""
+    return photos.missing_training_photos(extra_photos(recipe)) if recipe >= 3 else []
+
+
 def view_of(seed: int, recipe: int) -> str:
     """The view ``labelled_image`` renders for this seed and recipe (its first draw), so a
     rendered data set can be broken down by view without storing anything beside it."""
@@ -789,7 +801,7 @@ def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = Non
     elif view in ("photo", "photo_portrait"):
         pw, ph = (w, h) if view == "photo" else (h, w)
         sample = _photo_image(rng, pw, ph, labeller=labeller, photo_split=split,
-                              extra_photos=2 if recipe >= 8 else int(recipe >= 6),
+                              extra_photos=extra_photos(recipe),
                               defocus=recipe >= 7)
     else:
         sample = _street_image(rng, w, h, dust_solid, real_ground=real, labeller=labeller)
