@@ -15,6 +15,9 @@ from pathlib import Path
 from patrol.settings import ROOT, Settings, load_settings
 from streams.sources import ConfigError
 
+# vision.synth.RECIPES' keys, written out so that the CLI starts without importing OpenCV
+RECIPE_NUMBERS = list(range(1, 10))
+
 log = logging.getLogger("patrol")
 
 
@@ -736,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--images", type=int, default=800, help="held-out images for box metrics")
     ev.add_argument("--work-dir", default=str(ROOT / "var" / "heldout"), help="where held-out data is rendered (kept)")
     ev.add_argument("--regenerate", action="store_true", help="render the held-out images again")
-    ev.add_argument("--recipe", type=int, choices=[1, 2, 3, 4, 5, 6, 7, 8], default=5,
+    ev.add_argument("--recipe", type=int, choices=RECIPE_NUMBERS, default=5,
                     help="data recipe of the held-out images (the default model's: 5)")
     ev.add_argument("--skip-boxes", action="store_true")
     ev.add_argument("--skip-events", action="store_true")
@@ -801,7 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--generate", type=int, metavar="N", help="render N synthetic training images and train from scratch")
     t.add_argument("--val", type=int, default=300, help="validation images to render with --generate")
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--recipe", type=int, choices=[1, 2, 3, 4, 5, 6, 7, 8], default=8, help="data recipe of vision.synth.RECIPES")
+    t.add_argument("--recipe", type=int, choices=RECIPE_NUMBERS, default=8, help="data recipe of vision.synth.RECIPES")
     t.add_argument("--dataset-dir", default=str(ROOT / "data" / "synth"))
     t.add_argument("--weights", help="starting point: a .pt to fine-tune, or a model .yaml to train from scratch")
     t.add_argument("--epochs", type=int, default=30)

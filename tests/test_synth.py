@@ -288,3 +288,36 @@ def test_training_names_the_photographs_of_its_recipe_that_are_not_installed(mon
     monkeypatch.setattr(photos, "SCENES", tuple(held if i in photos.HELDOUT_SCENES else e
                                                 for i, e in enumerate(photos.SCENES)))
     assert "no-such-heldout.jpg" not in missing_photos(8)
+
+
+def test_recipe_nine_also_trains_on_the_outdoor_photographs_and_never_probes_them(monkeypatch):
+    paths = lambda entries: {rel for _, rel in entries}  # noqa: E731
+    assert not paths(photos.OUTDOOR_SCENES) & (paths(photos.PROBES) | paths(photos.EXTRA_PROBES))
+    drawn = []
+    original = photos.scene_crop
+    monkeypatch.setattr(photos, "scene_crop", lambda rng, w, h, split="all", extra=0: drawn.append((split, extra))
+                        or original(rng, w, h, split, extra))
+    for s in range(3):
+        labelled_image(s, view="photo", recipe=9)
+        labelled_image(s, view="photo", recipe=9, heldout=True)
+    assert drawn == [("train", 3), ("heldout", 3)] * 3
+    monkeypatch.setattr(photos, "scene_crop", original)
+    marker = np.full((50, 80, 3), 7, np.uint8)
+    monkeypatch.setattr(photos, "outdoor_scenes", lambda: (marker,) * 2000)  # nearly always drawn if in the pool
+    rng = np.random.default_rng(0)
+    flat = lambda img: img is not None and img.reshape(-1, 3).std(axis=0).max() == 0  # noqa: E731 (one colour)
+    assert sum(flat(photos.scene_crop(rng, 64, 40, "train", extra=3)) for _ in range(5)) >= 4
+    assert not any(flat(photos.scene_crop(rng, 64, 40, "train", extra=2)) for _ in range(5))  # recipe 8
+    assert not any(flat(photos.scene_crop(rng, 64, 40, "heldout", extra=3)) for _ in range(5))
+
+
+def test_recipe_nine_puts_plumes_on_more_photographs():
+    with_dust = {r: sum(any(b[0] == DUST for b in labelled_image(700 + s, recipe=r, view="photo").boxes)
+                        for s in range(80)) for r in (8, 9)}
+    assert with_dust[9] > with_dust[8] + 4
+
+
+def test_the_cli_offers_every_recipe():
+    from patrol.cli import RECIPE_NUMBERS
+    from vision.synth import RECIPES
+    assert RECIPE_NUMBERS == sorted(RECIPES)
