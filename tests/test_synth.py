@@ -148,21 +148,18 @@ def test_extra_photographs_train_and_the_probe_pictures_never_do():
     assert {p for p in probes if "leuven" in p} and not {p for p in training if "leuven" in p}
 
 
-def test_recipe_six_trains_on_the_extra_photographs_and_recipe_five_does_not(monkeypatch):
-    drawn = {5: [], 6: []}
+@pytest.mark.parametrize("recipe, extra", [(5, 0), (6, 1), (7, 1), (8, 2), (9, 3)])
+def test_each_recipe_trains_on_its_own_photographs_and_holds_out_the_same_two(monkeypatch, recipe, extra):
+    """``extra`` as in ``photos.scene_crop``: 1 EXTRA_SCENES, 2 also WALLPAPER_SCENES, 3 also
+    OUTDOOR_SCENES (each widens only the training pool: the tests below)."""
+    drawn = []
     original = photos.scene_crop
-
-    def spy(rng, w, h, split="all", extra=False):
-        drawn[recipe].append((split, extra))
-        return original(rng, w, h, split, extra)
-
-    monkeypatch.setattr(photos, "scene_crop", spy)
-    for recipe in (5, 6):
-        for s in range(6):
-            labelled_image(s, view="photo", recipe=recipe)
-            labelled_image(s, view="photo", recipe=recipe, heldout=True)
-    assert drawn[5] == [("train", False), ("heldout", False)] * 6
-    assert drawn[6] == [("train", True), ("heldout", True)] * 6
+    monkeypatch.setattr(photos, "scene_crop", lambda rng, w, h, split="all", extra=0: drawn.append((split, extra))
+                        or original(rng, w, h, split, extra))
+    for s in range(3):
+        labelled_image(s, view="photo", recipe=recipe)
+        labelled_image(s, view="photo", recipe=recipe, heldout=True)
+    assert drawn == [("train", extra), ("heldout", extra)] * 3
 
 
 def test_the_extra_photographs_widen_only_the_training_pool(monkeypatch):
@@ -207,17 +204,6 @@ def test_recipe_seven_defocuses_about_half_its_photographs_and_older_recipes_non
     for s in range(30):
         labelled_image(s, view="photo", recipe=7)
     assert 8 <= len(calls) <= 22
-
-
-def test_recipe_eight_also_trains_on_the_wallpaper_photographs(monkeypatch):
-    drawn = []
-    original = photos.scene_crop
-    monkeypatch.setattr(photos, "scene_crop", lambda rng, w, h, split="all", extra=0: drawn.append((split, extra))
-                        or original(rng, w, h, split, extra))
-    for s in range(4):
-        labelled_image(s, view="photo", recipe=8)
-        labelled_image(s, view="photo", recipe=8, heldout=True)
-    assert drawn == [("train", 2), ("heldout", 2)] * 4
 
 
 def test_the_wallpapers_widen_only_the_training_pool_and_are_never_probes(monkeypatch):
@@ -290,18 +276,9 @@ def test_training_names_the_photographs_of_its_recipe_that_are_not_installed(mon
     assert "no-such-heldout.jpg" not in missing_photos(8)
 
 
-def test_recipe_nine_also_trains_on_the_outdoor_photographs_and_never_probes_them(monkeypatch):
+def test_the_outdoor_photographs_widen_only_the_training_pool_and_are_never_probes(monkeypatch):
     paths = lambda entries: {rel for _, rel in entries}  # noqa: E731
     assert not paths(photos.OUTDOOR_SCENES) & (paths(photos.PROBES) | paths(photos.EXTRA_PROBES))
-    drawn = []
-    original = photos.scene_crop
-    monkeypatch.setattr(photos, "scene_crop", lambda rng, w, h, split="all", extra=0: drawn.append((split, extra))
-                        or original(rng, w, h, split, extra))
-    for s in range(3):
-        labelled_image(s, view="photo", recipe=9)
-        labelled_image(s, view="photo", recipe=9, heldout=True)
-    assert drawn == [("train", 3), ("heldout", 3)] * 3
-    monkeypatch.setattr(photos, "scene_crop", original)
     marker = np.full((50, 80, 3), 7, np.uint8)
     monkeypatch.setattr(photos, "outdoor_scenes", lambda: (marker,) * 2000)  # nearly always drawn if in the pool
     rng = np.random.default_rng(0)
