@@ -270,6 +270,8 @@ def test_training_names_the_photographs_of_its_recipe_that_are_not_installed(mon
     assert "Bridge_by_Sander_Klootwijk.jpg" in missing_photos(8)
     assert "Bridge_by_Sander_Klootwijk.jpg" not in missing_photos(7)  # recipe 7 never drew it
     assert missing_photos(2) == []  # rendered only, no photographs
+    monkeypatch.setattr(photos, "OUTDOOR_SCENES", (("lxqt-themes", "/nonexistent/fog.jpg"),))
+    assert "fog.jpg" in missing_photos(9) and "fog.jpg" not in missing_photos(8)
     held = ("ultralytics", "assets/no-such-heldout.jpg")  # a held-out photograph never trains
     monkeypatch.setattr(photos, "SCENES", tuple(held if i in photos.HELDOUT_SCENES else e
                                                 for i, e in enumerate(photos.SCENES)))
