@@ -19,7 +19,9 @@ import numpy as np
 
 from patrol.analyze import analyze_video, load_zones
 from patrol.wiring import Parts
-from vision.synth import CLASSES
+from vision.synth import CLASS_ID, CLASSES
+
+DUST = CLASS_ID["dust"]
 
 HELDOUT_IMAGE_SEED = 7  # the training stages use other seeds (models/README.md); patrol train refuses this one
 HELDOUT_VIDEO_SEED = 90_000
@@ -265,20 +267,19 @@ def plumes_by_view(weights: Path, dataset: Path, imgsz: int, recipe: int) -> dic
     photograph (the held-out ones) or a rendered view. The class's mAP hides where it fails;
     stage 8 was built on this split (plumes on photographs were found far less often)."""
     import cv2
-    from ultralytics import YOLO
 
-    from vision.synth import CLASS_ID, view_of
+    from vision.detector import Detector
+    from vision.synth import view_of
 
-    dust = CLASS_ID["dust"]
-    model = YOLO(str(weights), task="detect")
+    # NMS at ultralytics' own IoU (0.7), as for the box metrics, not the patrol's 0.5
+    detector = Detector(weights, imgsz=imgsz, conf=PLUME_FOUND_CONF, iou=0.7)
     out = {g: {"plumes": 0, "found": 0, "false_boxes": 0, "pictures": 0} for g in ("photograph", "rendered")}
     for path in sorted((dataset / "images" / "val").glob("*.jpg")):
         group = out["photograph" if view_of(int(path.stem), recipe).startswith("photo") else "rendered"]
         image = cv2.imread(str(path))
-        truth = _dust_labels(dataset / "labels" / "val" / f"{path.stem}.txt", image.shape[1], image.shape[0], dust)
-        result = model.predict(image, imgsz=imgsz, conf=PLUME_FOUND_CONF, device="cpu", verbose=False)[0]
-        boxes = [(float(c), b.tolist()) for c, k, b in zip(result.boxes.conf, result.boxes.cls, result.boxes.xyxy)
-                 if int(k) == dust]
+        truth = _dust_labels(dataset / "labels" / "val" / f"{path.stem}.txt", image.shape[1], image.shape[0], DUST)
+        dets = detector.detect([image])[0]
+        boxes = [(float(c), b.tolist()) for c, k, b in zip(dets.confidence, dets.class_id, dets.xyxy) if k == DUST]
         group["pictures"] += 1
         group["plumes"] += len(truth)
         group["found"] += sum(any(_iou(t, b) >= PLUME_IOU for _, b in boxes) for t in truth)
