@@ -584,14 +584,15 @@ def cmd_train(args) -> int:
                   f"validation images, {len(dataset.names)} classes ({', '.join(dataset.names)})", flush=True)
         else:
             out = Path(args.dataset_dir)
-            from vision.synth import missing_photos
+            from vision.synth import missing_photo_packages, missing_photos
 
             missing = missing_photos(args.recipe)
             if missing:  # a warning, not a refusal: a city may train without the desktop packages
+                packages = missing_photo_packages(args.recipe)
                 print(f"patrol train: {len(missing)} photographs of recipe {args.recipe} are not installed here "
                       f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}): the pictures will differ from "
-                      "the model card's (apt-get install opencv-doc mate-backgrounds lomiri-wallpapers "
-                      "plasma-workspace-wallpapers)", file=sys.stderr, flush=True)
+                      f"the model card's" + (f" (apt-get install {' '.join(packages)})" if packages else ""),
+                      file=sys.stderr, flush=True)
             print(f"rendering {args.generate} training and {args.val} validation images (seed {args.seed}) into {out}", flush=True)
             data = generate_dataset(out, args.generate, args.val, seed=args.seed, size=(640, 384), recipe=args.recipe,
                                     progress=lambda d, n: print(f"\r  {d}/{n}", end="", flush=True) if d % 100 == 0 or d == n else None)

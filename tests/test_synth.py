@@ -272,6 +272,9 @@ def test_training_names_the_photographs_of_its_recipe_that_are_not_installed(mon
     assert missing_photos(2) == []  # rendered only, no photographs
     monkeypatch.setattr(photos, "OUTDOOR_SCENES", (("lxqt-themes", "/nonexistent/fog.jpg"),))
     assert "fog.jpg" in missing_photos(9) and "fog.jpg" not in missing_photos(8)
+    from vision.synth import missing_photo_packages  # what the warning tells to install
+    assert missing_photo_packages(9) == ["lomiri-wallpapers-16.04", "lxqt-themes"]
+    assert missing_photo_packages(8) == ["lomiri-wallpapers-16.04"] and missing_photo_packages(2) == []
     held = ("ultralytics", "assets/no-such-heldout.jpg")  # a held-out photograph never trains
     monkeypatch.setattr(photos, "SCENES", tuple(held if i in photos.HELDOUT_SCENES else e
                                                 for i, e in enumerate(photos.SCENES)))

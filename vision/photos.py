@@ -160,14 +160,23 @@ def outdoor_scenes() -> tuple[np.ndarray, ...]:
                  if img is not None)
 
 
+def _training_entries(extra: int) -> list[tuple[str, str]]:
+    entries = [e for i, e in enumerate(SCENES) if i not in HELDOUT_SCENES]
+    entries += list(EXTRA_SCENES) * (extra >= 1) + list(WALLPAPER_SCENES) * (extra >= 2)
+    return entries + list(OUTDOOR_SCENES) * (extra >= 3)
+
+
 def missing_training_photos(extra: int) -> list[str]:
     """File names of the training photographs that are not installed here, with ``extra`` as
     in :func:`scene_crop`: the rendered data then differs from the model card's (it still
     renders, from fewer pictures)."""
-    entries = [e for i, e in enumerate(SCENES) if i not in HELDOUT_SCENES]
-    entries += list(EXTRA_SCENES) * (extra >= 1) + list(WALLPAPER_SCENES) * (extra >= 2)
-    entries += list(OUTDOOR_SCENES) * (extra >= 3)
-    return [Path(rel).name for package, rel in entries if _package_file(package, rel) is None]
+    return [Path(rel).name for package, rel in _training_entries(extra) if _package_file(package, rel) is None]
+
+
+def missing_training_packages(extra: int) -> list[str]:
+    """The Debian packages that would install those photographs (for the warning's hint)."""
+    return sorted({package for package, rel in _training_entries(extra)
+                   if rel.startswith("/") and _package_file(package, rel) is None})
 
 
 def probe_entries() -> list[tuple[str, str]]:

@@ -770,6 +770,11 @@ def missing_photos(recipe: int) -> list[str]:
     return photos.missing_training_photos(extra_photos(recipe)) if recipe >= 3 else []
 
 
+def missing_photo_packages(recipe: int) -> list[str]:
+    """The Debian packages that would install :func:`missing_photos`' pictures."""
+    return photos.missing_training_packages(extra_photos(recipe)) if recipe >= 3 else []
+
+
 def view_of(seed: int, recipe: int) -> str:
     """The view ``labelled_image`` renders for this seed and recipe (its first draw), so a
     rendered data set can be broken down by view without storing anything beside it."""
