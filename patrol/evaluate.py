@@ -269,13 +269,13 @@ def plumes_by_view(weights: Path, dataset: Path, imgsz: int, recipe: int) -> dic
     import cv2
 
     from vision.detector import Detector
-    from vision.synth import view_of
+    from vision.synth import PHOTO_VIEWS, view_of
 
     # NMS at ultralytics' own IoU (0.7), as for the box metrics, not the patrol's 0.5
     detector = Detector(weights, imgsz=imgsz, conf=PLUME_FOUND_CONF, iou=0.7)
     out = {g: {"plumes": 0, "found": 0, "false_boxes": 0, "pictures": 0} for g in ("photograph", "rendered")}
     for path in sorted((dataset / "images" / "val").glob("*.jpg")):
-        group = out["photograph" if view_of(int(path.stem), recipe).startswith("photo") else "rendered"]
+        group = out["photograph" if view_of(int(path.stem), recipe) in PHOTO_VIEWS else "rendered"]
         image = cv2.imread(str(path))
         truth = _dust_labels(dataset / "labels" / "val" / f"{path.stem}.txt", image.shape[1], image.shape[0], DUST)
         dets = detector.detect([image])[0]

@@ -148,7 +148,7 @@ def test_extra_photographs_train_and_the_probe_pictures_never_do():
     assert {p for p in probes if "leuven" in p} and not {p for p in training if "leuven" in p}
 
 
-@pytest.mark.parametrize("recipe, extra", [(5, 0), (6, 1), (7, 1), (8, 2), (9, 3)])
+@pytest.mark.parametrize("recipe, extra", [(5, 0), (6, 1), (7, 1), (8, 2), (9, 3), (10, 4)])
 def test_each_recipe_trains_on_its_own_photographs_and_holds_out_the_same_two(monkeypatch, recipe, extra):
     """``extra`` as in ``photos.scene_crop``: 1 EXTRA_SCENES, 2 also WALLPAPER_SCENES, 3 also
     OUTDOOR_SCENES (each widens only the training pool: the tests below)."""
@@ -254,11 +254,11 @@ def test_the_view_of_a_picture_is_known_from_its_seed_alone(monkeypatch):
     seen = []
     original = synth._photo_image
     monkeypatch.setattr(synth, "_photo_image", lambda *a, **k: seen.append(1) or original(*a, **k))
-    for recipe in (5, 8):
+    for recipe in (5, 8, 10):
         for s in range(40):
             seen.clear()
             labelled_image(s, recipe=recipe)
-            assert bool(seen) == synth.view_of(s, recipe).startswith("photo")
+            assert bool(seen) == (synth.view_of(s, recipe) in synth.PHOTO_VIEWS)
     assert {synth.view_of(s, 8) for s in range(60)} == set(synth.RECIPES[8])
 
 
@@ -272,6 +272,8 @@ def test_training_names_the_photographs_of_its_recipe_that_are_not_installed(mon
     assert missing_photos(2) == []  # rendered only, no photographs
     monkeypatch.setattr(photos, "OUTDOOR_SCENES", (("lxqt-themes", "/nonexistent/fog.jpg"),))
     assert "fog.jpg" in missing_photos(9) and "fog.jpg" not in missing_photos(8)
+    monkeypatch.setattr(photos, "CLUTTER_SCENES", (("opencv-doc", "/nonexistent/sudoku.png"),))
+    assert "sudoku.png" in missing_photos(10) and "sudoku.png" not in missing_photos(9)
     from vision.synth import missing_photo_packages  # what the warning tells to install
     assert missing_photo_packages(9) == ["lomiri-wallpapers-16.04", "lxqt-themes"]
     assert missing_photo_packages(8) == ["lomiri-wallpapers-16.04"] and missing_photo_packages(2) == []
@@ -297,6 +299,30 @@ def test_recipe_nine_puts_plumes_on_more_photographs():
     with_dust = {r: sum(any(b[0] == DUST for b in labelled_image(700 + s, recipe=r, view="photo").boxes)
                         for s in range(80)) for r in (8, 9)}
     assert with_dust[9] > with_dust[8] + 4
+
+
+def test_the_clutter_pictures_train_only_in_their_own_view_and_are_never_probes(monkeypatch):
+    """Recipe 10's pictures of print and goods: hard negatives, drawn by the "clutter" view
+    only (not by the other photographs' views), never for held-out pictures."""
+    paths = lambda entries: {rel for _, rel in entries}  # noqa: E731
+    assert not paths(photos.CLUTTER_SCENES) & (paths(photos.PROBES) | paths(photos.EXTRA_PROBES))
+    assert not paths(photos.CLUTTER_SCENES) & paths(photos.EXTRA_SCENES + photos.WALLPAPER_SCENES
+                                                     + photos.OUTDOOR_SCENES)
+    marker = np.full((50, 80, 3), 7, np.uint8)
+    monkeypatch.setattr(photos, "clutter_scenes", lambda: (marker,))
+    flat = lambda img: img is not None and img.reshape(-1, 3).std(axis=0).max() == 0  # noqa: E731 (one colour)
+    rng = np.random.default_rng(0)
+    assert all(flat(photos.clutter_crop(rng, 64, 40, "train")) for _ in range(3))
+    assert not any(flat(photos.clutter_crop(rng, 64, 40, "heldout")) for _ in range(3))
+    assert not any(flat(photos.scene_crop(rng, 64, 40, "train", extra=4)) for _ in range(20))
+
+
+def test_recipe_ten_shows_clutter_in_one_view_of_fifteen_half_of_it_without_objects():
+    from vision import synth
+    assert synth.RECIPES[10][:-1] == synth.RECIPES[9] and synth.RECIPES[10][-1] == "clutter"
+    assert "clutter" not in {v for r in range(1, 10) for v in synth.RECIPES[r]}
+    empty = [not labelled_image(500 + s, recipe=10, view="clutter").boxes for s in range(40)]
+    assert 12 <= sum(empty) <= 32  # "none" is 3 of 6 kinds; a pasted object may still be too small
 
 
 def test_the_cli_offers_every_recipe():

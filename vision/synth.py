@@ -683,16 +683,24 @@ def _defocus(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _photo_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabels | None = None,
                  photo_split: str = "all", extra_photos: int = 0, defocus: bool = False,
-                 more_plumes: bool = False) -> Labelled:
+                 more_plumes: bool = False, clutter: bool = False) -> Labelled:
     """Objects composited onto a real photograph; a third of them with none at all, so
     the photo's own windows, clothes and furniture are learnt as background. With
     ``defocus`` (recipe 7) half the photographs are partly out of focus and four in ten
     carry nothing; ``more_plumes`` (recipe 9) puts plumes on a quarter of them instead of a
-    seventh. ``extra_photos`` widens the training photographs (``photos.scene_crop``)."""
-    bg = photos.scene_crop(rng, w, h, photo_split, extra=extra_photos)
+    seventh. ``extra_photos`` widens the training photographs (``photos.scene_crop``).
+    ``clutter`` (recipe 10) draws a picture of paper, print or packaged goods instead
+    (``photos.clutter_crop``), half of them with nothing pasted on: hard negatives."""
+    if clutter:
+        bg = photos.clutter_crop(rng, w, h, photo_split)
+    else:
+        bg = photos.scene_crop(rng, w, h, photo_split, extra=extra_photos)
     if bg is None:  # no photo installed: fall back to a rendered kerbside view
         return _kerbside_image(rng, w, h, real_ground=True, labeller=labeller)
-    kinds = ["vending", "construction", "dust", "mixed", "none", "none"] + ["dust"] * more_plumes
+    if clutter:
+        kinds = ["vending", "construction", "dust", "none", "none", "none"]
+    else:
+        kinds = ["vending", "construction", "dust", "mixed", "none", "none"] + ["dust"] * more_plumes
     if defocus:
         if rng.random() < 0.5:
             bg = _defocus(bg, rng)
@@ -753,15 +761,23 @@ RECIPES = {
     #    (vision/photos.py OUTDOOR_SCENES). Its held-out pictures are its own.
     9: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
         "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait"),
+    # 10: against false alarms on real pictures of paper and goods (stage 9 drew a scaffold on
+    #    a page of text and a steel shed on a gift box): recipe 9's views and a "clutter" view
+    #    (1 in 15) of pictures of print, grids and packaged goods (vision/photos.py
+    #    CLUTTER_SCENES), half of them with nothing pasted on. Its held-out pictures are its own.
+    10: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
+         "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter"),
 }
+# The views whose background is a real photograph (``_photo_image``).
+PHOTO_VIEWS = ("photo", "photo_portrait", "clutter")
 LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze", "rain")
 
 
 def extra_photos(recipe: int) -> int:
     """Which training photographs a recipe draws on besides SCENES (``photos.scene_crop``'s
     ``extra``): EXTRA_SCENES from recipe 6, WALLPAPER_SCENES too from recipe 8, OUTDOOR_SCENES
-    too from recipe 9."""
-    return 3 if recipe >= 9 else 2 if recipe >= 8 else int(recipe >= 6)
+    too from recipe 9, CLUTTER_SCENES (in their own view) from recipe 10."""
+    return 4 if recipe >= 10 else 3 if recipe >= 9 else 2 if recipe >= 8 else int(recipe >= 6)
 
 
 def missing_photos(recipe: int) -> list[str]:
@@ -813,11 +829,11 @@ def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = Non
         sample = _topdown_image(rng, w, h, labeller=labeller, scales=(6, 20))
     elif view == "site_from_above":
         sample = _site_from_above(rng, w, h, labeller=labeller, dust_chance=0.5 if recipe >= 8 else 0.3)
-    elif view in ("photo", "photo_portrait"):
-        pw, ph = (w, h) if view == "photo" else (h, w)
+    elif view in PHOTO_VIEWS:
+        pw, ph = (h, w) if view == "photo_portrait" else (w, h)
         sample = _photo_image(rng, pw, ph, labeller=labeller, photo_split=split,
                               extra_photos=extra_photos(recipe),
-                              defocus=recipe >= 7, more_plumes=recipe >= 9)
+                              defocus=recipe >= 7, more_plumes=recipe >= 9, clutter=view == "clutter")
     else:
         sample = _street_image(rng, w, h, dust_solid, real_ground=real, labeller=labeller)
     if labeller is not None:
