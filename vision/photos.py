@@ -94,10 +94,10 @@ OUTDOOR_SCENES = tuple(("lxqt-themes", _LXQT + f) for f in (
 # Recipe 10 on: pictures of paper, print and packaged goods from the same OpenCV package
 # (``apt-get install opencv-doc``): pages of text (sharp, defocused, shaken), a score, a sudoku
 # grid, a chessboard held up in a room, a biscuit box, playing cards, wooden blocks, sweets, an
-# orange, a drawn fish. They
-# are drawn in their own view (``synth``'s "clutter") with few objects pasted on, so that
-# ruled lines are not learnt as scaffold nor printed boxes as steel sheds: stage 9's false
-# alarms on real pictures were of that kind. None of them is a probe (PROBES, EXTRA_PROBES).
+# orange, a drawn fish. They are drawn in their own view (``synth``'s "clutter"), half of it
+# with nothing pasted on, so that ruled lines are not learnt as scaffold nor printed boxes as
+# steel sheds: stage 9's false alarms on real pictures were of that kind. None of them is a
+# probe (PROBES, EXTRA_PROBES).
 CLUTTER_SCENES = tuple(("opencv-doc", _CV + f) for f in (
     "text_defocus.jpg", "text_motion.jpg", "imageTextN.png", "imageTextR.png", "notes.png", "sudoku.png",
     "left01.jpg", "left05.jpg", "left09.jpg", "left13.jpg", "box.png", "cards.png", "blox.jpg",
