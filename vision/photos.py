@@ -177,22 +177,22 @@ def clutter_scenes() -> tuple[np.ndarray, ...]:
     return tuple(img for img in (_read(p, r) for p, r in CLUTTER_SCENES) if img is not None)
 
 
-def _training_entries(extra: int) -> list[tuple[str, str]]:
+def _training_entries(extra: int, clutter: bool) -> list[tuple[str, str]]:
     entries = [e for i, e in enumerate(SCENES) if i not in HELDOUT_SCENES]
     entries += list(EXTRA_SCENES) * (extra >= 1) + list(WALLPAPER_SCENES) * (extra >= 2)
-    return entries + list(OUTDOOR_SCENES) * (extra >= 3) + list(CLUTTER_SCENES) * (extra >= 4)
+    return entries + list(OUTDOOR_SCENES) * (extra >= 3) + list(CLUTTER_SCENES) * clutter
 
 
-def missing_training_photos(extra: int) -> list[str]:
+def missing_training_photos(extra: int, clutter: bool = False) -> list[str]:
     """File names of the training photographs that are not installed here, with ``extra`` as
-    in :func:`scene_crop`: the rendered data then differs from the model card's (it still
+    in :func:`scene_crop` (and ``clutter`` for a recipe with the clutter view): the rendered data then differs from the model card's (it still
     renders, from fewer pictures)."""
-    return [Path(rel).name for package, rel in _training_entries(extra) if _package_file(package, rel) is None]
+    return [Path(rel).name for package, rel in _training_entries(extra, clutter) if _package_file(package, rel) is None]
 
 
-def missing_training_packages(extra: int) -> list[str]:
+def missing_training_packages(extra: int, clutter: bool = False) -> list[str]:
     """The Debian packages that would install those photographs (for the warning's hint)."""
-    return sorted({package for package, rel in _training_entries(extra)
+    return sorted({package for package, rel in _training_entries(extra, clutter)
                    if rel.startswith("/") and _package_file(package, rel) is None})
 
 
@@ -236,8 +236,8 @@ def scene_crop(rng: np.random.Generator, w: int, h: int, split: str = "all",
                extra: int = 0) -> np.ndarray | None:
     """A random crop of a random photo of ``split``, flipped and colour-shifted, resized to
     w×h. For training, ``extra`` 1 (or True) also draws from EXTRA_SCENES, 2 from those and
-    WALLPAPER_SCENES, 3 from those and OUTDOOR_SCENES (4 as 3: CLUTTER_SCENES have their
-    own view, :func:`clutter_crop`)."""
+    WALLPAPER_SCENES, 3 from those and OUTDOOR_SCENES (CLUTTER_SCENES have their own view,
+    :func:`clutter_crop`)."""
     pool = scenes(split)
     if extra and split == "train":
         pool = pool + extra_scenes() + (wallpaper_scenes() if extra >= 2 else ())

@@ -776,19 +776,23 @@ LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze", "rain")
 def extra_photos(recipe: int) -> int:
     """Which training photographs a recipe draws on besides SCENES (``photos.scene_crop``'s
     ``extra``): EXTRA_SCENES from recipe 6, WALLPAPER_SCENES too from recipe 8, OUTDOOR_SCENES
-    too from recipe 9, CLUTTER_SCENES (in their own view) from recipe 10."""
-    return 4 if recipe >= 10 else 3 if recipe >= 9 else 2 if recipe >= 8 else int(recipe >= 6)
+    too from recipe 9 (CLUTTER_SCENES have their own view, "clutter")."""
+    return 3 if recipe >= 9 else 2 if recipe >= 8 else int(recipe >= 6)
 
 
 def missing_photos(recipe: int) -> list[str]:
     """The photographs ``recipe`` trains on that are not installed here (none before recipe
     3, which renders without photographs)."""
-    return photos.missing_training_photos(extra_photos(recipe)) if recipe >= 3 else []
+    return photos.missing_training_photos(extra_photos(recipe), _has_clutter(recipe)) if recipe >= 3 else []
 
 
 def missing_photo_packages(recipe: int) -> list[str]:
     """The Debian packages that would install :func:`missing_photos`' pictures."""
-    return photos.missing_training_packages(extra_photos(recipe)) if recipe >= 3 else []
+    return photos.missing_training_packages(extra_photos(recipe), _has_clutter(recipe)) if recipe >= 3 else []
+
+
+def _has_clutter(recipe: int) -> bool:
+    return "clutter" in RECIPES[recipe]
 
 
 def view_of(seed: int, recipe: int) -> str:
