@@ -332,6 +332,33 @@ def test_recipe_ten_shows_clutter_in_one_view_of_fifteen_half_of_it_without_obje
     assert share["clutter"] >= 0.5 > share["photo"] and empty["clutter"] > empty["photo"]
 
 
+def test_recipe_eleven_shows_the_drone_dust_over_many_plain_roofs_and_nothing_else():
+    from vision import synth
+    assert synth.RECIPES[11][:-2] == synth.RECIPES[10] and synth.RECIPES[11][-2:] == ("dust_from_above",) * 2
+    assert "dust_from_above" not in {v for r in range(1, 11) for v in synth.RECIPES[r]}
+    roofs = []
+    original = synth.topdown_background
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(synth, "topdown_background", lambda *a, **k: roofs.append(k.get("extra_roofs", 0)) or original(*a, **k))
+        pics = [labelled_image(700 + s, recipe=11, view="dust_from_above") for s in range(30)]
+        labelled_image(700, recipe=11, view="site_from_above")
+    assert min(roofs[:30]) >= 3 and roofs[30] == 0  # only this view adds roofs
+    assert {b[0] for p in pics for b in p.boxes} == {DUST}
+    assert 12 <= sum(bool(p.boxes) for p in pics) <= 28  # a plume in most, not all
+
+
+def test_extra_roofs_are_plain_roofs_drawn_after_the_usual_ground():
+    """With no extra roofs the drone's ground is drawn as before (the held-out drone clips and
+    pictures use it); extra roofs change it only where they are drawn."""
+    from vision.synth import topdown_background
+    plain = topdown_background(np.random.default_rng(3), 320, 200)
+    again = topdown_background(np.random.default_rng(3), 320, 200, extra_roofs=0)
+    more = topdown_background(np.random.default_rng(3), 320, 200, extra_roofs=6)
+    assert np.array_equal(plain, again)
+    changed = np.abs(more.astype(int) - plain.astype(int)).max(axis=2) > 25
+    assert 0.02 < changed.mean() < 0.6
+
+
 def test_the_cli_offers_every_recipe():
     from patrol.cli import RECIPE_NUMBERS
     from vision.synth import RECIPES
