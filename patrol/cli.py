@@ -535,7 +535,7 @@ def cmd_simulate(args) -> int:
 
 def trainable_weights(weights: Path) -> Path:
     """The PyTorch weights behind a deployed model: an ONNX file or OpenVINO folder cannot be
-    fine-tuned, so `models/patrol-v7_openvino_model` trains from `models/patrol-v7.pt` beside it."""
+    fine-tuned, so `models/patrol-v10_openvino_model` trains from `models/patrol-v10.pt` beside it."""
     weights = Path(weights)
     if weights.suffix == ".pt":
         return weights
