@@ -349,7 +349,8 @@ def test_recipe_eleven_shows_the_drone_dust_over_many_plain_roofs_and_nothing_el
 
 def test_extra_roofs_are_plain_roofs_drawn_after_the_usual_ground():
     """With no extra roofs the drone's ground is drawn as before (the held-out drone clips and
-    pictures use it); extra roofs change it only where they are drawn."""
+    pictures use it); extra roofs cover a part of it (the grain laid over the whole picture
+    last differs by a few grey levels everywhere)."""
     from vision.synth import topdown_background
     plain = topdown_background(np.random.default_rng(3), 320, 200)
     again = topdown_background(np.random.default_rng(3), 320, 200, extra_roofs=0)

@@ -426,6 +426,11 @@ def street_background(rng: np.random.Generator, w: int, h: int) -> StreetScene:
     return StreetScene(img, horizon=ground_top, kerb=kerb, near_scale=h / rng.uniform(5.5, 8.0))
 
 
+# Plain roofs seen from above (BGR): red tile, grey concrete, brown-grey (every drone view), and
+# two grey-blues (only the extra roofs of recipe 11's view).
+ROOF_COLOURS = ((60, 60, 150), (130, 130, 130), (90, 100, 110), (150, 135, 115), (165, 150, 135))
+
+
 def topdown_background(rng: np.random.Generator, w: int, h: int, extra_roofs: int = 0) -> np.ndarray:
     """Ground seen from a drone: fields or bare lots, roads, roofs. ``extra_roofs`` (recipe
     11) adds that many more plain roofs, some grey-blue and some with a ridge, none
@@ -443,7 +448,7 @@ def topdown_background(rng: np.random.Generator, w: int, h: int, extra_roofs: in
     for _ in range(int(rng.integers(2, 7))):  # existing (permitted) roofs
         rw, rh = int(rng.uniform(0.06, 0.16) * w), int(rng.uniform(0.06, 0.16) * h)
         x, y = int(rng.uniform(0, w - rw)), int(rng.uniform(0, h - rh))
-        cv2.rectangle(img, (x, y), (x + rw, y + rh), _rgb(rng, [(60, 60, 150), (130, 130, 130), (90, 100, 110)][rng.integers(3)], 15), -1)
+        cv2.rectangle(img, (x, y), (x + rw, y + rh), _rgb(rng, ROOF_COLOURS[rng.integers(3)], 15), -1)
     for _ in range(extra_roofs):
         rw, rh = int(rng.uniform(0.05, 0.2) * w), int(rng.uniform(0.05, 0.2) * h)
         x, y = int(rng.uniform(0, w - rw)), int(rng.uniform(0, h - rh))
@@ -455,9 +460,6 @@ def topdown_background(rng: np.random.Generator, w: int, h: int, extra_roofs: in
             cv2.line(img, *ends, ridge, max(1, min(rw, rh) // 12))
     return _texture(img, rng, 8, 3)
 
-
-# Plain roofs seen from above (BGR): red tile, grey concrete, brown-grey, and two grey-blues.
-ROOF_COLOURS = ((60, 60, 150), (130, 130, 130), (90, 100, 110), (150, 135, 115), (165, 150, 135))
 
 
 # --- compositing and camera effects ------------------------------------------------------
