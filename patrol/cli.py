@@ -16,7 +16,7 @@ from patrol.settings import ROOT, Settings, load_settings
 from streams.sources import ConfigError
 
 # vision.synth.RECIPES' keys, written out so that the CLI starts without importing OpenCV
-RECIPE_NUMBERS = list(range(1, 12))
+RECIPE_NUMBERS = list(range(1, 13))
 
 log = logging.getLogger("patrol")
 

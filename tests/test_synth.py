@@ -347,6 +347,25 @@ def test_recipe_eleven_shows_the_drone_dust_over_many_plain_roofs_and_nothing_el
     assert 12 <= sum(bool(p.boxes) for p in pics) <= 28  # a plume in most, not all
 
 
+def test_recipe_twelve_adds_photographs_with_plumes_and_photographs_with_look_alikes_only():
+    """Recipe 12's "dust_photo" view: a training photograph (never a held-out one) with plumes
+    on most, steam and other look-alikes only on the rest, and no other class."""
+    from vision import synth
+    assert synth.RECIPES[12][:-2] == synth.RECIPES[11] and synth.RECIPES[12][-2:] == ("dust_photo",) * 2
+    assert "dust_photo" in synth.PHOTO_VIEWS
+    drawn = []
+    original = synth._scene_names
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(synth, "_scene_names", lambda rng, kinds, n: drawn.append(list(kinds)) or original(rng, kinds, n))
+        pics = [labelled_image(900 + s, recipe=12, view="dust_photo") for s in range(40)]
+    assert all(set(k) <= {"dust", "none"} for k in drawn) and len(drawn) == 40
+    assert {b[0] for p in pics for b in p.boxes} == {DUST}
+    assert 20 <= sum(bool(p.boxes) for p in pics) <= 36  # most carry a visible plume, not all
+    # the rest of recipe 12 renders as recipe 11 does: same seed and view, same picture
+    a, b = labelled_image(77, recipe=11, view="photo"), labelled_image(77, recipe=12, view="photo")
+    assert np.array_equal(a.image, b.image) and a.boxes == b.boxes
+
+
 def test_extra_roofs_are_plain_roofs_drawn_after_the_usual_ground():
     """With no extra roofs the drone's ground is drawn as before (the held-out drone clips and
     pictures use it); extra roofs cover a part of it (the grain laid over the whole picture

@@ -713,14 +713,16 @@ def _defocus(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _photo_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabels | None = None,
                  photo_split: str = "all", extra_photos: int = 0, defocus: bool = False,
-                 more_plumes: bool = False, clutter: bool = False) -> Labelled:
+                 more_plumes: bool = False, clutter: bool = False, plumes: bool = False) -> Labelled:
     """Objects composited onto a real photograph; a third of them with none at all, so
     the photo's own windows, clothes and furniture are learnt as background. With
     ``defocus`` (recipe 7) half the photographs are partly out of focus and four in ten
     carry nothing; ``more_plumes`` (recipe 9) puts plumes on a quarter of them instead of a
     seventh. ``extra_photos`` widens the training photographs (``photos.scene_crop``).
     ``clutter`` (recipe 10) draws a picture of paper, print or packaged goods instead
-    (``photos.clutter_crop``), half of them with nothing pasted on: hard negatives."""
+    (``photos.clutter_crop``), half of them with nothing pasted on: hard negatives.
+    ``plumes`` (recipe 12) puts 1-3 plumes on three photographs in four and nothing but
+    look-alikes (steam among them) on the fourth."""
     if clutter:
         bg = photos.clutter_crop(rng, w, h, photo_split)
     else:
@@ -729,6 +731,8 @@ def _photo_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabe
         return _kerbside_image(rng, w, h, real_ground=True, labeller=labeller)
     if clutter:
         kinds = ["vending", "construction", "dust", "none", "none", "none"]
+    elif plumes:
+        kinds = ["dust", "dust", "dust", "none"]
     else:
         kinds = ["vending", "construction", "dust", "mixed", "none", "none"] + ["dust"] * more_plumes
     if defocus:
@@ -804,9 +808,18 @@ RECIPES = {
     11: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
          "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter",
          "dust_from_above", "dust_from_above"),
+    # 12: for plumes on real pictures, the weakest box class of stage 11 (0.818): its plumes on
+    #    the held-out photographs were mostly boxed, but too large or too small (IoU 0.1-0.5
+    #    with the visible extent). Recipe 11's views and a "dust_photo" view (2 in 19): a
+    #    training photograph with plumes on three in four, look-alikes only on the fourth, so
+    #    the visible extent of a plume over real texture is learnt from many more examples.
+    #    Its held-out pictures are its own.
+    12: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
+         "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter",
+         "dust_from_above", "dust_from_above", "dust_photo", "dust_photo"),
 }
 # The views whose background is a real photograph (``_photo_image``).
-PHOTO_VIEWS = ("photo", "photo_portrait", "clutter")
+PHOTO_VIEWS = ("photo", "photo_portrait", "clutter", "dust_photo")
 LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze", "rain")
 
 
@@ -876,7 +889,8 @@ def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = Non
         pw, ph = (h, w) if view == "photo_portrait" else (w, h)
         sample = _photo_image(rng, pw, ph, labeller=labeller, photo_split=split,
                               extra_photos=extra_photos(recipe),
-                              defocus=recipe >= 7, more_plumes=recipe >= 9, clutter=view == "clutter")
+                              defocus=recipe >= 7, more_plumes=recipe >= 9, clutter=view == "clutter",
+                              plumes=view == "dust_photo")
     else:
         sample = _street_image(rng, w, h, dust_solid, real_ground=real, labeller=labeller)
     if labeller is not None:
