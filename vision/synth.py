@@ -431,6 +431,19 @@ def street_background(rng: np.random.Generator, w: int, h: int) -> StreetScene:
 ROOF_COLOURS = ((60, 60, 150), (130, 130, 130), (90, 100, 110), (150, 135, 115), (165, 150, 135))
 
 
+def _flat_roof(img: np.ndarray, rng: np.random.Generator, size: tuple[float, float],
+               colours: tuple[tuple[int, int, int], ...]) -> tuple[int, int, int, int, tuple[int, int, int]]:
+    """Draw one plain roof of ``size`` (a share of the picture's sides) in one of ``colours``;
+    returns where it lies and its colour. The draws' order is fixed: every drone render
+    depends on it."""
+    h, w = img.shape[:2]
+    rw, rh = int(rng.uniform(*size) * w), int(rng.uniform(*size) * h)
+    x, y = int(rng.uniform(0, w - rw)), int(rng.uniform(0, h - rh))
+    colour = _rgb(rng, colours[rng.integers(len(colours))], 15)
+    cv2.rectangle(img, (x, y), (x + rw, y + rh), colour, -1)
+    return x, y, rw, rh, colour
+
+
 def topdown_background(rng: np.random.Generator, w: int, h: int, extra_roofs: int = 0) -> np.ndarray:
     """Ground seen from a drone: fields or bare lots, roads, roofs. ``extra_roofs`` (recipe
     11) adds that many more plain roofs, some grey-blue and some with a ridge, none
@@ -446,14 +459,9 @@ def topdown_background(rng: np.random.Generator, w: int, h: int, extra_roofs: in
             x = int(rng.uniform(0.1, 0.9) * w)
             cv2.rectangle(img, (x, 0), (x + int(w * 0.05), h - 1), _rgb(rng, (90, 90, 95), 10), -1)
     for _ in range(int(rng.integers(2, 7))):  # existing (permitted) roofs
-        rw, rh = int(rng.uniform(0.06, 0.16) * w), int(rng.uniform(0.06, 0.16) * h)
-        x, y = int(rng.uniform(0, w - rw)), int(rng.uniform(0, h - rh))
-        cv2.rectangle(img, (x, y), (x + rw, y + rh), _rgb(rng, ROOF_COLOURS[rng.integers(3)], 15), -1)
+        _flat_roof(img, rng, (0.06, 0.16), ROOF_COLOURS[:3])
     for _ in range(extra_roofs):
-        rw, rh = int(rng.uniform(0.05, 0.2) * w), int(rng.uniform(0.05, 0.2) * h)
-        x, y = int(rng.uniform(0, w - rw)), int(rng.uniform(0, h - rh))
-        colour = _rgb(rng, ROOF_COLOURS[rng.integers(len(ROOF_COLOURS))], 15)
-        cv2.rectangle(img, (x, y), (x + rw, y + rh), colour, -1)
+        x, y, rw, rh, colour = _flat_roof(img, rng, (0.05, 0.2), ROOF_COLOURS)
         if rng.random() < 0.5:  # a pitched roof's ridge, along its longer side
             ridge = tuple(max(0, c - 35) for c in colour)
             ends = ((x, y + rh // 2), (x + rw, y + rh // 2)) if rw >= rh else ((x + rw // 2, y), (x + rw // 2, y + rh))
