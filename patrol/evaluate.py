@@ -315,6 +315,10 @@ def write_report(result: dict, out: Path) -> Path:
         lines += ["## Boxes (held-out images)", "", f"mAP50 {b['map50']:.3f}, mAP50-95 {b['map50_95']:.3f}", "",
                   "| class | mAP50 | mAP50-95 |", "| --- | --- | --- |"]
         lines += [f"| {c} | {v['map50']:.3f} | {v['map50_95']:.3f} |" for c, v in b["per_class"].items()]
+        if b.get("plume_labels"):
+            lines += ["", "Plumes are labelled " + ("one box per cloud (plumes that overlap or touch are one)."
+                                                    if b["plume_labels"] == "cloud" else "one box per plume, as "
+                                                    "stages 1-11 were scored (`--plume-labels each`).")]
         if b.get("dust_by_view"):
             lines += ["", f"`dust` by what lies behind the plume (found: a box of IoU ≥ {PLUME_IOU} at confidence "
                           f"≥ {PLUME_FOUND_CONF}; false: a box at ≥ {PLUME_FALSE_CONF} on no plume):", "",

@@ -74,6 +74,46 @@ def test_a_thin_veil_is_not_labelled_as_a_dust_cloud():
     assert labels.boxes() == []
 
 
+def _three_plumes(clouds: bool) -> list:
+    """Two plumes overlapping (one cloud), a third far off, a stall between them."""
+    rng = np.random.default_rng(7)
+    img, alpha = sprite_dust(rng, 80, 80, density=0.9)
+    plume = img, thicken(alpha, 2.0)
+    labels = VisibleLabels(dust_class=DUST, clouds=clouds)
+    canvas = np.full((200, 400, 3), 40, np.uint8)
+    labels.paste(canvas, plume, 10, 20, cls=DUST)
+    labels.paste(canvas, _block(200, 30, 30), 150, 100, cls=0)
+    labels.paste(canvas, plume, 30, 50, cls=DUST)  # overlaps the first
+    labels.paste(canvas, plume, 300, 20, cls=DUST)  # far from both
+    return labels.boxes()
+
+
+def test_plumes_seen_as_one_cloud_get_one_box_with_cloud_labels():
+    each = _three_plumes(clouds=False)
+    assert [b[0] for b in each] == [DUST, 0, DUST, DUST]
+    clouds = _three_plumes(clouds=True)
+    assert [b[0] for b in clouds] == [DUST, 0, DUST]  # the cloud where its first plume was pasted
+    (_, x1, y1, x2, y2), first, second = clouds[0], each[0], each[2]
+    assert (x1, y1, x2, y2) == (min(first[1], second[1]), min(first[2], second[2]),
+                                max(first[3], second[3]), max(first[4], second[4]))
+    assert clouds[1] == each[1] and clouds[2] == each[3]  # the stall and the lone plume keep their boxes
+
+
+def test_cloud_labels_change_only_the_labels_of_touching_plumes():
+    """The picture is the same either way; recipe 13 labels by cloud, the recipes before it by plume."""
+    from vision.synth import CLOUD_LABELS_FROM, RECIPES
+    assert RECIPES[CLOUD_LABELS_FROM] == RECIPES[12]
+    merged = 0
+    for s in range(60):
+        each = labelled_image(900 + s, recipe=12, view="dust_photo")
+        cloud = labelled_image(900 + s, recipe=12, view="dust_photo", clouds=True)
+        assert np.array_equal(each.image, cloud.image)
+        assert cloud.boxes == labelled_image(900 + s, recipe=13, view="dust_photo").boxes
+        assert len(cloud.boxes) <= len(each.boxes)
+        merged += len(cloud.boxes) < len(each.boxes)
+    assert merged >= 5  # photographs with 1-3 plumes often show them as one cloud
+
+
 def test_labelled_objects_are_never_below_the_models_size_range():
     sides = [min(x2 - x1, y2 - y1) for s in range(60) for _, x1, y1, x2, y2 in labelled_image(700 + s, recipe=4).boxes]
     assert sides and min(sides) >= VisibleLabels().min_side

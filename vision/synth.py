@@ -825,7 +825,16 @@ RECIPES = {
     12: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
          "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter",
          "dust_from_above", "dust_from_above", "dust_photo", "dust_photo"),
+    # 13: recipe 12's views, its plumes labelled as clouds: plumes whose visible parts overlap
+    #    or touch get one box (vision/visibility.py). Recipe 12's photographs carry 1-3 plumes,
+    #    often overlapping, and labelled each puff of a cloud on its own: a target no detector
+    #    can hit, which taught stage 11 to draw boxes of no consistent extent.
+    13: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
+         "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter",
+         "dust_from_above", "dust_from_above", "dust_photo", "dust_photo"),
 }
+# From this recipe on, plumes that are seen as one cloud have one box.
+CLOUD_LABELS_FROM = 13
 # The views whose background is a real photograph (``_photo_image``).
 PHOTO_VIEWS = ("photo", "photo_portrait", "clutter", "dust_photo")
 LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze", "rain")
@@ -864,12 +873,15 @@ def _draw_view(rng: np.random.Generator, recipe: int) -> str:
 
 
 def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = None, recipe: int = 1,
-                   heldout: bool = False) -> Labelled:
+                   heldout: bool = False, clouds: bool | None = None) -> Labelled:
     """One training picture with its boxes (tiny slivers dropped).
 
     ``heldout`` (recipe 4 on) draws photo backgrounds from the photographs training never
-    uses; earlier recipes use every photo either way.
+    uses; earlier recipes use every photo either way. ``clouds`` (default: from recipe
+    ``CLOUD_LABELS_FROM`` on) gives plumes seen as one cloud one box; the picture is the same
+    either way, only its labels differ.
     """
+    clouds = recipe >= CLOUD_LABELS_FROM if clouds is None else clouds
     rng = np.random.default_rng(seed)
     view = view or _draw_view(rng, recipe)
     dust_solid = 0.25 if recipe >= 2 else 0.5
@@ -877,7 +889,7 @@ def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = Non
     labeller, mode, split = None, None, "all"
     if recipe >= 4:  # the lighting is chosen first: how visible a plume is depends on it
         mode = str(rng.choice(LIGHTING_MODES))
-        labeller = VisibleLabels(contrast=LIGHTING_CONTRAST[mode], dust_class=CLASS_ID["dust"])
+        labeller = VisibleLabels(contrast=LIGHTING_CONTRAST[mode], dust_class=CLASS_ID["dust"], clouds=clouds)
         split = "heldout" if heldout else "train"
     if view == "portrait":
         sample = _street_image(rng, h, w, dust_solid, real_ground=real, labeller=labeller)

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import yaml
 
-from vision.synth import CLASSES, labelled_image
+from vision.synth import CLASSES, CLOUD_LABELS_FROM, labelled_image
 
 # Nothing may be fetched at run time: keep ultralytics from looking for fonts,
 # pretrained weights or updates.
@@ -26,8 +26,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
 def _write_one(args) -> int:
-    root, split, seed, w, h, recipe, heldout = args
-    sample = labelled_image(seed, w, h, recipe=recipe, heldout=heldout)
+    root, split, seed, w, h, recipe, heldout, clouds = args
+    sample = labelled_image(seed, w, h, recipe=recipe, heldout=heldout, clouds=clouds)
     name = f"{seed:07d}"
     cv2.imwrite(str(root / "images" / split / f"{name}.jpg"), sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     ih, iw = sample.image.shape[:2]
@@ -40,21 +40,24 @@ def _write_one(args) -> int:
 
 
 def generate_dataset(out: str | Path, n_train: int, n_val: int, seed: int = 0, size: tuple[int, int] = (640, 384),
-                     workers: int = 2, progress=None, recipe: int = 1, heldout: bool = False) -> Path:
+                     workers: int = 2, progress=None, recipe: int = 1, heldout: bool = False,
+                     clouds: bool | None = None) -> Path:
     """Render a YOLO-format data set; returns the path of its data.yaml.
 
     Train and validation images come from disjoint seed ranges, so validation
     pictures are never training pictures. ``heldout`` renders with the scene material
-    kept out of training (``synth.labelled_image``): for evaluation only.
+    kept out of training (``synth.labelled_image``): for evaluation only. ``clouds``
+    chooses how plumes are labelled (the recipe's own rule when None).
     """
+    clouds = recipe >= CLOUD_LABELS_FROM if clouds is None else clouds
     root = Path(out)
     for split in ("train", "val"):
         shutil.rmtree(root / "images" / split, ignore_errors=True)
         shutil.rmtree(root / "labels" / split, ignore_errors=True)
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-    jobs = [(root, "train", seed * 1_000_000 + i, *size, recipe, heldout) for i in range(n_train)]
-    jobs += [(root, "val", seed * 1_000_000 + 500_000 + i, *size, recipe, heldout) for i in range(n_val)]
+    jobs = [(root, "train", seed * 1_000_000 + i, *size, recipe, heldout, clouds) for i in range(n_train)]
+    jobs += [(root, "val", seed * 1_000_000 + 500_000 + i, *size, recipe, heldout, clouds) for i in range(n_val)]
     done = 0
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for _ in pool.map(_write_one, jobs, chunksize=16):
@@ -64,7 +67,7 @@ def generate_dataset(out: str | Path, n_train: int, n_val: int, seed: int = 0, s
     data = {"path": str(root.resolve()), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASSES))}
     (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     (root / "recipe.json").write_text(json.dumps({"seed": seed, "n_train": n_train, "n_val": n_val, "size": size,
-                                                  "recipe": recipe, "heldout": heldout}))
+                                                  "recipe": recipe, "heldout": heldout, "clouds": clouds}))
     return root / "data.yaml"
 
 

@@ -17,6 +17,11 @@ visible part of its object:
   plume whose visible part is under ``dust_body`` of its extent is a faint veil, not
   a reportable cloud, and is left unlabelled (a thin veil over a dark coat changes
   many grey levels, but no analyst would call it dust);
+- with ``clouds`` (recipe 13 on, and ``patrol eval``'s held-out pictures) plumes that
+  overlap or touch are one cloud with one box around their visible parts, and a plume
+  does not hide another: no one can tell where one of two merged puffs ends, and stage
+  11's "missed" plumes on photographs were mostly a box around such a cloud, scored
+  against the box of one puff inside it;
 - a box whose short side is under ``min_side`` pixels is dropped, and objects that
   would be smaller than ``min_place`` are not placed at all, so nothing visible is
   left unlabelled because of its size. These sizes define the model's range: at the
@@ -79,6 +84,7 @@ class _Seen:
     cls: int
     mask: np.ndarray  # bool, whole picture: pixels where the object can still be seen
     pixels: int  # visible pixels when it was pasted
+    reach: np.ndarray | None = None  # a plume's: where it is at least ``dust_alpha`` opaque
 
 
 class VisibleLabels:
@@ -86,8 +92,9 @@ class VisibleLabels:
 
     def __init__(self, contrast: float = 1.0, dust_step: float = 20.0, dust_alpha: float = 0.3,
                  dust_body: float = 0.12, min_side: int = 16, min_place: int = 20, min_visible: float = 0.35,
-                 dust_class: int | None = None):
+                 dust_class: int | None = None, clouds: bool = False):
         self.contrast = contrast
+        self.clouds = clouds
         self.dust_step = dust_step
         self.dust_alpha = dust_alpha
         self.dust_body = dust_body
@@ -110,27 +117,64 @@ class VisibleLabels:
         h, w = sprite[1].shape
         H, W = dst.shape[:2]
         covers = sa > 0.5
+        plume = cls is not None and cls == self.dust_class
         for seen in self._seen:
-            seen.mask[y0:y1, x0:x1] &= ~covers
+            if not (self.clouds and plume and seen.reach is not None):  # with clouds, a plume hides no plume
+                seen.mask[y0:y1, x0:x1] &= ~covers
         if cls is None:
             return
-        if cls == self.dust_class:
+        reach = None
+        if plume:
             visible = visible_dust(sa, before, after, (h, w), self.contrast, self.dust_step, self.dust_alpha, self.dust_body)
+            reach = np.zeros((H, W), bool)
+            reach[y0:y1, x0:x1] = sa >= self.dust_alpha
         else:
             visible = covers
         mask = np.zeros((H, W), bool)
         mask[y0:y1, x0:x1] = visible
-        self._seen.append(_Seen(cls, mask, int(visible.sum())))
+        self._seen.append(_Seen(cls, mask, int(visible.sum()), reach))
 
     def boxes(self) -> list[tuple[int, int, int, int, int]]:
-        """(class, x1, y1, x2, y2) of every object still visible enough, in paste order."""
+        """(class, x1, y1, x2, y2) of every object still visible enough, in paste order (a
+        cloud of merged plumes where its first plume was pasted)."""
+        kept = [seen for seen in self._seen
+                if seen.mask.any() and seen.mask.sum() >= self.min_visible * seen.pixels]
+        if self.clouds:
+            kept = self._merge_clouds(kept)
         out = []
-        for seen in self._seen:
+        for seen in kept:
             ys, xs = np.nonzero(seen.mask)
-            if len(xs) == 0 or len(xs) < self.min_visible * seen.pixels:
-                continue
             box = (int(xs.min()), int(ys.min()), int(xs.max() + 1), int(ys.max() + 1))
             if min(box[2] - box[0], box[3] - box[1]) < self.min_side:
                 continue
             out.append((seen.cls, *box))
+        return out
+
+    def _merge_clouds(self, kept: list[_Seen], touch: int = 3) -> list[_Seen]:
+        """Join visible plumes whose extents (``reach``) overlap or come within ``touch``
+        pixels of each other, transitively; each cloud takes the place of its first plume.
+        Extents, not visible parts: where two plumes overlap, the later one changes the
+        picture little (dust over dust), so their visible parts can leave a gap between them."""
+        kernel = np.ones((2 * touch + 1, 2 * touch + 1), np.uint8)
+        plumes = [i for i, seen in enumerate(kept) if seen.cls == self.dust_class]
+        grown = {i: cv2.dilate(kept[i].reach.astype(np.uint8), kernel).astype(bool) for i in plumes}
+        first = {i: i for i in plumes}  # union-find; a cloud's root is its earliest plume
+
+        def root(i: int) -> int:
+            while first[i] != i:
+                i = first[i]
+            return i
+
+        for n, a in enumerate(plumes):
+            for b in plumes[n + 1:]:
+                if (grown[a] & kept[b].reach).any():
+                    ra, rb = root(a), root(b)
+                    first[max(ra, rb)] = min(ra, rb)
+        out = []
+        for i, seen in enumerate(kept):
+            if seen.cls != self.dust_class:
+                out.append(seen)
+            elif root(i) == i:
+                mask = np.logical_or.reduce([kept[j].mask for j in plumes if root(j) == i])
+                out.append(_Seen(seen.cls, mask, int(mask.sum())))
         return out
