@@ -817,16 +817,16 @@ RECIPES = {
          "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter",
          "dust_from_above", "dust_from_above"),
     # 12: for plumes on real pictures, the weakest box class of stage 11 (0.818): its plumes on
-    #    the held-out photographs were mostly boxed, but too large or too small (IoU 0.1-0.5
-    #    with the visible extent). Recipe 11's views and a "dust_photo" view (2 in 19): a
+    #    the held-out photographs were mostly boxed, but to another extent than their labels
+    #    (IoU 0.1-0.5). Recipe 11's views and a "dust_photo" view (2 in 19): a
     #    training photograph with plumes on three in four, look-alikes only on the fourth, so
     #    the visible extent of a plume over real texture is learnt from many more examples.
     #    Its held-out pictures are its own.
     12: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
          "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter",
          "dust_from_above", "dust_from_above", "dust_photo", "dust_photo"),
-    # 13: recipe 12's views, its plumes labelled as clouds: plumes whose visible parts overlap
-    #    or touch get one box (vision/visibility.py). Recipe 12's photographs carry 1-3 plumes,
+    # 13: recipe 12's views, its plumes labelled as clouds: plumes that overlap or touch get
+    #    one box (vision/visibility.py). Recipe 12's photographs carry 1-3 plumes,
     #    often overlapping, and labelled each puff of a cloud on its own: a target no detector
     #    can hit, which taught stage 11 to draw boxes of no consistent extent.
     13: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
