@@ -539,7 +539,7 @@ def cmd_simulate(args) -> int:
 
 def trainable_weights(weights: Path) -> Path:
     """The PyTorch weights behind a deployed model: an ONNX file or OpenVINO folder cannot be
-    fine-tuned, so `models/patrol-v10_openvino_model` trains from `models/patrol-v10.pt` beside it."""
+    fine-tuned, so `models/patrol-v11_openvino_model` trains from `models/patrol-v11.pt` beside it."""
     weights = Path(weights)
     if weights.suffix == ".pt":
         return weights
@@ -812,7 +812,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--generate", type=int, metavar="N", help="render N synthetic training images and train from scratch")
     t.add_argument("--val", type=int, default=300, help="validation images to render with --generate")
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--recipe", type=int, choices=RECIPE_NUMBERS, default=8, help="data recipe of vision.synth.RECIPES")
+    t.add_argument("--recipe", type=int, choices=RECIPE_NUMBERS, default=13,
+                   help="data recipe of vision.synth.RECIPES (default: the default model's, 13)")
     t.add_argument("--dataset-dir", default=str(ROOT / "data" / "synth"))
     t.add_argument("--weights", help="starting point: a .pt to fine-tune, or a model .yaml to train from scratch")
     t.add_argument("--epochs", type=int, default=30)
