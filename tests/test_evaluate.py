@@ -79,8 +79,7 @@ def test_patrol_eval_writes_metrics_a_report_examples_and_case_snapshots(tmp_pat
     assert sum(v["pictures"] for v in by_view.values()) == 8 and sum(v["plumes"] for v in by_view.values()) == len(labels)
     assert all(0 <= v["found"] <= v["plumes"] for v in by_view.values())
     assert "by what lies behind the plume" in report
-    # held-out plumes are scored as clouds by default, and the rendered set says so (a set
-    # rendered under the other rule is rendered again, not reused)
+    # held-out plumes are scored as clouds by default, and the rendered set records its rule
     made = json.loads((tmp_path / "work" / "images" / "recipe.json").read_text())
     assert result["boxes"]["plume_labels"] == "cloud" and made["clouds"] is True
     photos = result["photos"]

@@ -835,6 +835,11 @@ RECIPES = {
 }
 # From this recipe on, plumes that are seen as one cloud have one box.
 CLOUD_LABELS_FROM = 13
+
+
+def cloud_labels(recipe: int, clouds: bool | None = None) -> bool:
+    """Whether plumes are labelled by cloud: ``clouds`` when given, else the recipe's rule."""
+    return recipe >= CLOUD_LABELS_FROM if clouds is None else clouds
 # The views whose background is a real photograph (``_photo_image``).
 PHOTO_VIEWS = ("photo", "photo_portrait", "clutter", "dust_photo")
 LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze", "rain")
@@ -881,7 +886,7 @@ def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = Non
     ``CLOUD_LABELS_FROM`` on) gives plumes seen as one cloud one box; the picture is the same
     either way, only its labels differ.
     """
-    clouds = recipe >= CLOUD_LABELS_FROM if clouds is None else clouds
+    clouds = cloud_labels(recipe, clouds)
     rng = np.random.default_rng(seed)
     view = view or _draw_view(rng, recipe)
     dust_solid = 0.25 if recipe >= 2 else 0.5

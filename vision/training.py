@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import yaml
 
-from vision.synth import CLASSES, CLOUD_LABELS_FROM, labelled_image
+from vision.synth import CLASSES, cloud_labels, labelled_image
 
 # Nothing may be fetched at run time: keep ultralytics from looking for fonts,
 # pretrained weights or updates.
@@ -49,7 +49,7 @@ def generate_dataset(out: str | Path, n_train: int, n_val: int, seed: int = 0, s
     kept out of training (``synth.labelled_image``): for evaluation only. ``clouds``
     chooses how plumes are labelled (the recipe's own rule when None).
     """
-    clouds = recipe >= CLOUD_LABELS_FROM if clouds is None else clouds
+    clouds = cloud_labels(recipe, clouds)
     root = Path(out)
     for split in ("train", "val"):
         shutil.rmtree(root / "images" / split, ignore_errors=True)
