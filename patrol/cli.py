@@ -349,6 +349,8 @@ def cmd_eval(args) -> int:
     from vision.training import generate_dataset
 
     settings = _settings(args)
+    if args.real:
+        return _eval_real(args, settings)
     try:
         video_set = video_set_folder(args.video_seed, args.video_kind, args.videos)
     except ValueError as err:
@@ -405,6 +407,51 @@ def cmd_eval(args) -> int:
         print(report.read_text(encoding="utf-8"))
     say(f"report: {report}")
     return 0
+
+
+def _eval_real(args, settings) -> int:
+    """patrol eval --real: the figures on real pictures only."""
+    from patrol.evaluate_real import evaluate_real, real_report_lines
+    from patrol.wiring import Parts
+    from training.real_set import RealSetError
+    from vision.detector import DetectorError
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = (lambda d, n: sys.stderr.write(f"\r  real pictures {d}/{n}" + ("\n" if d == n else "")))
+    try:
+        parts = Parts(settings)
+        result = {"model": parts.detector.version,
+                  "real": evaluate_real(parts, Path(args.real_dir), args.split, Path(args.manifest), progress=bar,
+                                        out=out)}
+    except (DetectorError, RealSetError, FileNotFoundError) as err:
+        return _fail(str(err))
+    report = out / "report-real.md"
+    report.write_text("\n".join(["# Evaluation on real pictures", "", f"Model: `{result['model']}`", "",
+                                  *real_report_lines(result["real"])]) + "\n", encoding="utf-8")
+    (out / "eval-real.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    print(json.dumps(result, ensure_ascii=False) if args.json else report.read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_real_set(args) -> int:
+    """patrol real-set fetch|summary."""
+    from training.real_set import DEFAULT_MIRRORS, RealSetError, fetch, labels_of, load_manifest, summary
+
+    manifest = Path(args.manifest)
+    try:
+        if args.what == "summary":
+            print(json.dumps(summary(load_manifest(manifest), labels_of(manifest)), indent=2, ensure_ascii=False))
+            return 0
+        bar = (lambda d, n: sys.stderr.write(f"\r  pictures {d}/{n}" + ("\n" if d == n else "")))
+        mirrors = [Path(m) for m in args.mirror] if args.mirror else list(DEFAULT_MIRRORS)
+        done = fetch(Path(args.out), manifest, mirrors=mirrors, download=args.download, progress=bar)
+    except RealSetError as err:
+        return _fail(str(err))
+    for line in done["failed"]:
+        print(f"patrol: {line}", file=sys.stderr)
+    print(f"{done['written']} of {done['pictures']} pictures in {args.out}")
+    return 0 if not done["failed"] else 1
 
 
 def _bench_capacity(args) -> int:
@@ -754,7 +801,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--skip-photos", action="store_true", help="skip the held-out real photographs (false alarms)")
     ev.add_argument("--out", default=str(ROOT / "var" / "eval"), help="report folder (report.md, pr_curve.png, eval.json)")
     ev.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    ev.add_argument("--real", action="store_true",
+                    help="evaluate on the real picture set instead (training/real/manifest.csv, brought here by "
+                         "`patrol real-set fetch`): AP50 per class, recall per event type, false sightings on "
+                         "no-violation pictures")
+    ev.add_argument("--real-dir", default=str(ROOT / "data" / "real"), help="--real: where the set was fetched")
+    ev.add_argument("--split", choices=["eval", "train", "all"], default="eval",
+                    help="--real: which scenes (eval: never trained on)")
+    ev.add_argument("--manifest", default=str(ROOT / "training" / "real" / "manifest.csv"),
+                    help="--real: the set's manifest (its labels lie in labels/ beside it)")
     ev.set_defaults(fn=cmd_eval)
+
+    rs = sub.add_parser("real-set", help="the real picture set: bring it here and check it, or count it")
+    rs.add_argument("what", choices=["fetch", "summary"],
+                    help="fetch: every picture of training/real/manifest.csv into --out as a YOLO data set, "
+                         "hash checked; summary: counts per split, kind, camera and class")
+    rs.add_argument("--out", default=str(ROOT / "data" / "real"))
+    rs.add_argument("--manifest", default=str(ROOT / "training" / "real" / "manifest.csv"))
+    rs.add_argument("--mirror", action="append", help="folder of repository snapshots (<owner>+<name>/repo); "
+                                                      "default /work/.mirror")
+    rs.add_argument("--download", action="store_true",
+                    help="fetch what no snapshot holds from GitHub at the recorded commit")
+    rs.set_defaults(fn=cmd_real_set)
 
     b = sub.add_parser("bench", help="benchmarks (figures for docs/benchmarks.md)")
     b.add_argument("what", choices=["detector", "capacity", "soak", "decode"],

@@ -1,0 +1,143 @@
+"""Evaluation on real pictures only (``patrol eval --real``): the set of
+``training/real/manifest.csv``, brought here by ``patrol real-set fetch``.
+
+Three figures, each on the chosen split (``eval`` by default: scenes never trained on):
+- AP50 per class, where the split holds real boxes of that class;
+- recall per event type on real positives: a picture counts as found when the rules accept a
+  detection of that event type (its labels, its confidence, the plume check for dust) that
+  overlaps one of the picture's labelled boxes of that type;
+- the share of real no-violation pictures on which the rules accept any detection at all.
+
+A picture is judged alone, as one sample. On a live source an event needs k sightings in n
+samples, so a picture that is a sighting here is a false alarm waiting for its k-1 others: the
+figure is an upper bound of what a source's stream would raise.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import cv2
+
+from patrol.wiring import Parts
+from streams.frame import Frame
+from training.real_set import MANIFEST, RealPicture, label_rows, labels_of, load_manifest
+from vision.rules import EventRule
+from vision.synth import CLASSES
+
+# A detection answers a labelled box when they overlap at least this much (IoU), or when the
+# detection's centre lies in the box: a real plume or hoarding has no one right extent.
+MATCH_IOU = 0.1
+
+
+def event_type_of(class_id: int, rules) -> str | None:
+    name = CLASSES[class_id]
+    return next((r.event_type for r in rules if name in r.labels), None)
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
+
+
+def _answers(det, truth) -> bool:
+    cx, cy = (det[0] + det[2]) / 2, (det[1] + det[3]) / 2
+    return _iou(det, truth) >= MATCH_IOU or (truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3])
+
+
+def judge_picture(parts: Parts, image, rows, rules_by_type: dict[str, EventRule]) -> dict:
+    """The event types the rules accept on this picture, and which labelled event types were
+    answered by an accepted detection on one of their boxes."""
+    h, w = image.shape[:2]
+    dets = parts.detector.detect([image])[0]
+    frame = Frame(source_id="real", ts=0.0, image=image)
+    truths: dict[str, list] = defaultdict(list)
+    for c, cx, cy, bw, bh in rows:
+        et = event_type_of(c, parts.rules)
+        if et:
+            truths[et].append(((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h))
+    raised, found = [], []
+    for et, rule in rules_by_type.items():
+        accepted = [box for group in rule.relevant(frame, dets).values() for box in group.xyxy.tolist()]
+        if accepted:
+            raised.append(et)
+        if any(_answers(d, t) for d in accepted for t in truths.get(et, [])):
+            found.append(et)
+    return {"raised": sorted(raised), "truth": sorted(truths), "found": sorted(found),
+            "detections": [[lab, round(float(c), 3)] for lab, c in zip(dets.labels, dets.confidence)]}
+
+
+def _group(p: RealPicture) -> str:
+    """Smoke plumes are dust's nearest real material, not dust: counted apart."""
+    return "smoke" if "smoke" in p.notes.lower() else "real"
+
+
+def evaluate_real(parts: Parts, dataset: Path, split: str = "eval", manifest: Path = MANIFEST,
+                  progress: Callable[[int, int], None] | None = None, boxes: bool = True,
+                  out: Path | None = None) -> dict:
+    """The real-set figures on ``split`` (``all``: both), from pictures under ``dataset``
+    (``patrol real-set fetch``'s folder)."""
+    from patrol.evaluate import evaluate_boxes
+
+    labels = labels_of(manifest)
+    pictures = [p for p in load_manifest(manifest) if split in ("all", p.split)]
+    if not pictures:
+        raise FileNotFoundError(f"the manifest has no pictures in split {split!r}")
+    rules_by_type = {r.event_type: EventRule(r, [], "real") for r in parts.rules}
+    recall: dict[str, dict] = defaultdict(lambda: {"positives": 0, "found": 0})
+    negatives: dict[str, dict] = defaultdict(lambda: {"pictures": 0, "with_event": 0})
+    per_picture, missing = [], []
+    for i, p in enumerate(pictures):
+        path = dataset / "images" / p.split / f"{p.id}{p.suffix}"
+        image = cv2.imread(str(path))
+        if image is None:
+            missing.append(p.id)
+            continue
+        rows = label_rows(p.id, labels)
+        verdict = judge_picture(parts, image, rows, rules_by_type)
+        if p.kind == "negative":
+            for key in ("all", p.camera):
+                negatives[key]["pictures"] += 1
+                negatives[key]["with_event"] += bool(verdict["raised"])
+        else:
+            for et in verdict["truth"]:
+                for key in (f"{et}" if _group(p) == "real" else f"{et} (smoke)", f"{et}/{p.camera}"):
+                    recall[key]["positives"] += 1
+                    recall[key]["found"] += et in verdict["found"]
+        per_picture.append({"id": p.id, "kind": p.kind, "camera": p.camera, "scene": p.scene, **verdict})
+        if progress:
+            progress(i + 1, len(pictures))
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} pictures of the manifest are not in {dataset} (first: {missing[0]}); "
+                                "run `patrol real-set fetch` first")
+    for v in recall.values():
+        v["recall"] = round(v["found"] / v["positives"], 4) if v["positives"] else None
+    for v in negatives.values():
+        v["share"] = round(v["with_event"] / v["pictures"], 4) if v["pictures"] else None
+    result = {"split": split, "pictures": len(per_picture), "scenes": len({p.scene for p in pictures}),
+              "recall": dict(sorted(recall.items())), "no_violation": dict(sorted(negatives.items())),
+              "per_picture": per_picture}
+    if boxes and split != "all" and any(p.kind == "positive" for p in pictures):
+        val = dataset / f"data-{split}.yaml"
+        val.write_text((dataset / "data.yaml").read_text().replace("val: images/eval", f"val: images/{split}"))
+        result["boxes"] = evaluate_boxes(parts.settings.model.weights, val, parts.settings.model.imgsz, out)
+    return result
+
+
+def real_report_lines(r: dict) -> list[str]:
+    lines = [f"## Real pictures (split `{r['split']}`: {r['pictures']} pictures, {r['scenes']} scenes)", ""]
+    if "boxes" in r:
+        b = r["boxes"]
+        lines += [f"AP50 on real boxes: {b['map50']:.3f} over the classes that have boxes here", "",
+                  "| class | AP50 | AP50-95 |", "| --- | --- | --- |"]
+        lines += [f"| {c} | {v['map50']:.3f} | {v['map50_95']:.3f} |" for c, v in b["per_class"].items()]
+    lines += ["", "Recall per event type on real positives (the rules accept a detection on a labelled box):", "",
+              "| event type | positives | found | recall |", "| --- | --- | --- | --- |"]
+    lines += [f"| {k} | {v['positives']} | {v['found']} | {v['recall']} |" for k, v in r["recall"].items()]
+    lines += ["", "Real no-violation pictures on which the rules accept any detection (each a false sighting):", "",
+              "| camera | pictures | with an event | share |", "| --- | --- | --- | --- |"]
+    lines += [f"| {k} | {v['pictures']} | {v['with_event']} | {v['share']} |" for k, v in r["no_violation"].items()]
+    return lines
