@@ -61,7 +61,7 @@ def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str
         warnings.extend(track.warnings)
     source_id = source_id or video.stem
     pipeline = Pipeline(parts.detector, parts.rules)
-    pipeline.add_source(source_id, zones, gate=(kind == "fixed"))
+    pipeline.add_source(source_id, zones, gate=(kind == "fixed"), moving=(kind != "fixed"))
     builder = parts.builder
     grid = None
     if location is not None and parts.grid is not None:

@@ -40,7 +40,7 @@ class Pipeline:
                    moving: bool = False) -> None:
         """``moving``: the camera moves (vehicle, drone, phone), so its gate lines
         samples up before comparing them."""
-        rules = SourceRules.build(source_id, list(zones), self.rule_configs, self.detector.version)
+        rules = SourceRules.build(source_id, list(zones), self.rule_configs, self.detector.version, moving=moving)
         kind = MovingGate if moving else ChangeGate
         self.sources[source_id] = SourceState(rules, kind(recheck_s) if gate else None)
 

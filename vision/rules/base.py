@@ -21,6 +21,7 @@ from vision.detections import Detections
 from vision.events import Event
 from vision.evidence import RecentSamples, Sample, clean_frame, draw_snapshot, make_clip
 from vision.plume import RESCUE_CONF, PlumeMeasure, measure, supports_dust
+from vision.rules.place import Anchor, PlaceCheck, ViewMotion
 
 CLIP_SAMPLES = 12  # the view before, then the first samples of a presence: how it began
 
@@ -40,6 +41,7 @@ class RuleConfig:
     required_role: str | None = None  # if the source has zones of this role, only inside them
     excluded_role: str | None = None  # never inside zones of this role
     plume_check: bool = False  # judge each box with the image's plume measure too (vision/plume.py)
+    stationary: bool = False  # the thing must stay at one place in the world (vision/rules/place.py)
 
 
 @dataclass
@@ -74,6 +76,11 @@ class _Track:
     looked: int = 0  # samples looked at since the event's window began
     confirmed: tuple[int, int] = (0, 0)  # (sightings, samples) in the window that opened the event
     best_plume: PlumeMeasure | None = None  # the plume measure at the best sighting (dust)
+    # Where the presence was first seen, and the view then (vision/rules/place.py); it outlives
+    # refused sightings, so a thing that keeps moving is refused every time, not every other.
+    anchor: Anchor | None = None
+    sighted: deque = field(default_factory=deque)  # per sample: any relevant detection, kept or refused
+    refused: dict = field(default_factory=dict)  # kind -> [count, latest reason in words]
     # How it began: the source's view before the first sighting (for a structure, the
     # place before it stood there), then the samples from that sighting on.
     before: Sample | None = None
@@ -97,6 +104,11 @@ class EventRule:
         self._required = [z for z in zones if z.role == config.required_role]
         self._excluded = [z for z in zones if z.role == config.excluded_role]
         self._plumes: dict[str | None, PlumeMeasure] = {}  # this sample's best measure per zone
+        # The source's view from sample to sample, shared by its rules (SourceRules sets it);
+        # without it (a single picture) no sighting is judged against an earlier one.
+        self.motion: ViewMotion | None = None
+        self.place = PlaceCheck(config.stationary)
+        self.refused: dict[str, int] = {}  # refusals of this rule on this source, by kind
 
     # -- where a detection counts -----------------------------------------------------
     def _zone_of(self, x: float, y: float) -> tuple[bool, str | None]:
@@ -137,12 +149,49 @@ class EventRule:
         return {z: dets[np.array(ix)] for z, ix in groups.items()}
 
     # -- the state machine ------------------------------------------------------------
+    def _judge_places(self, frame: Frame, found: dict[str | None, Detections]) -> None:
+        """Keep, per zone, the detections of the thing first seen there; refuse the others."""
+        view = self.motion.state if self.motion is not None else None
+        w, h = frame.size
+        for zone, track in self.tracks.items():
+            track.sighted.append(zone in found)
+            if track.anchor is not None and track.event is None and not any(track.sighted):
+                track.anchor = None  # nothing seen here for a whole window: the next sighting starts afresh
+        if view is None:
+            return
+        scale = np.array([w, h, w, h], np.float32)
+        for zone, group in list(found.items()):
+            track = self.tracks.setdefault(zone, self._new_track())
+            if not track.sighted:
+                track.sighted.append(True)
+            boxes = [tuple(b) for b in (group.xyxy / scale).tolist()]
+            verdict = self.place.judge(track.anchor, view, boxes)
+            for kind, why in verdict.refusals:
+                entry = track.refused.setdefault(kind, [0, ""])
+                entry[0] += 1
+                entry[1] = why
+                self.refused[kind] = self.refused.get(kind, 0) + 1
+            if track.anchor is None or not verdict.keep.any():
+                # a first sighting anchors the presence; a wholly refused one moves the anchor,
+                # so what keeps moving is compared with where it was a sample ago
+                track.anchor = Anchor(boxes, view)
+            if verdict.keep.all():
+                continue
+            if verdict.keep.any():
+                found[zone] = group[verdict.keep]
+            else:
+                del found[zone]
+
+    def _new_track(self) -> _Track:
+        return _Track(deque(maxlen=self.config.window), sighted=deque(maxlen=self.config.window))
+
     def update(self, frame: Frame, dets: Detections) -> list[Event]:
         cfg = self.config
         out: list[Event] = []
         found = self.relevant(frame, dets)
+        self._judge_places(frame, found)
         for zone in set(found) | set(self.tracks):
-            track = self.tracks.setdefault(zone, _Track(deque(maxlen=cfg.window)))
+            track = self.tracks.setdefault(zone, self._new_track())
             hit = found.get(zone)
             track.history.append((frame.ts, hit is not None))
             if hit is not None:
@@ -170,6 +219,8 @@ class EventRule:
                 out.append(self._close(track, zone, frame.ts))
             if track.event is None and not any(h for _, h in track.history):
                 self._forget(track)
+                if track.anchor is None:
+                    del self.tracks[zone]
         return out
 
     def flush(self, now: float | None = None) -> list[Event]:
@@ -300,6 +351,8 @@ class EventRule:
         ]
         if track.best_plume is not None:
             lines.append(f"at the best sighting: {track.best_plume.describe()}")
+        for kind, (count, why) in sorted(track.refused.items()):
+            lines.append(f"not counted: {count} sighting{'s' if count > 1 else ''} {kind} (latest: {why})")
         if self._excluded:
             lines.append(f"detections inside {cfg.excluded_role.replace('_', ' ')} zones "
                          f"({', '.join(z.name for z in self._excluded)}) are ignored")
@@ -352,16 +405,28 @@ class SourceRules:
 
     recent: RecentSamples | None = None
 
+    motion: ViewMotion | None = None
+
     @classmethod
-    def build(cls, source_id: str, zones, configs: list[RuleConfig], model_version: str = "") -> "SourceRules":
+    def build(cls, source_id: str, zones, configs: list[RuleConfig], model_version: str = "",
+              moving: bool = False) -> "SourceRules":
+        """``moving``: the camera moves (vehicle, drone, phone): what stays fixed in its picture
+        while the view moves on is refused (vision/rules/place.py)."""
         shapes = prepare_zones(zones)
         rules = cls(source_id, [EventRule(c, shapes, source_id, model_version) for c in configs],
-                    RecentSamples(caption=_caption))
+                    RecentSamples(caption=_caption), ViewMotion(moving))
         for rule in rules.rules:
             rule.recent = rules.recent
+            rule.motion = rules.motion
         return rules
 
+    def refused(self) -> dict[str, dict[str, int]]:
+        """Sightings refused so far, per event type and kind of refusal."""
+        return {r.config.event_type: dict(r.refused) for r in self.rules if r.refused}
+
     def update(self, frame: Frame, dets: Detections) -> list[Event]:
+        if self.motion is not None:
+            self.motion.update(frame)
         if self.recent is not None:
             self.recent.add(frame.ts, frame.image)
         return [ev for rule in self.rules for ev in rule.update(frame, dets)]

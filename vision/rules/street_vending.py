@@ -14,4 +14,7 @@ RULE = RuleConfig(
     min_hits=3,
     absence_s=20.0,
     required_role="no_vending",
+    # A vendor stays put; a cart or a van crossing the view is seen in several samples, each
+    # time somewhere else (vision/rules/place.py).
+    stationary=True,
 )
