@@ -409,6 +409,26 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _bench_review_loop(args) -> int:
+    """bench review-loop: false cases on real no-violation footage, before and after one round
+    of analysts' rejections → export → fine-tune."""
+    from patrol.bench_review_loop import as_text, run
+    from training.real_set import RealSetError
+
+    settings = _settings(args)
+    if args.weights:
+        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"weights": Path(args.weights[0])})})
+    out = Path(args.out or ROOT / "var" / "review-loop")
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True))
+    try:
+        report = run(settings, Path(args.real_dir), out, manifest=Path(args.manifest), epochs=args.epochs,
+                     imgsz=args.imgsz, rendered=Path(args.rendered) if args.rendered else None, say=say)
+    except (RealSetError, FileNotFoundError) as err:
+        return _fail(str(err))
+    print(json.dumps(report, ensure_ascii=False) if args.json else as_text(report))
+    return 0
+
+
 def _eval_real(args, settings) -> int:
     """patrol eval --real: the figures on real pictures only."""
     from patrol.evaluate_real import evaluate_real, real_report_lines
@@ -418,7 +438,8 @@ def _eval_real(args, settings) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    bar = (lambda d, n: sys.stderr.write(f"\r  real pictures {d}/{n}" + ("\n" if d == n else "")))
+    bar = (lambda d, n: sys.stderr.write(f"\r  real pictures {d}/{n}" + ("\n" if d == n else ""))
+           if d % 25 == 0 or d == n else None)
     try:
         parts = Parts(settings)
         result = {"model": parts.detector.version,
@@ -443,7 +464,8 @@ def cmd_real_set(args) -> int:
         if args.what == "summary":
             print(json.dumps(summary(load_manifest(manifest), labels_of(manifest)), indent=2, ensure_ascii=False))
             return 0
-        bar = (lambda d, n: sys.stderr.write(f"\r  pictures {d}/{n}" + ("\n" if d == n else "")))
+        bar = (lambda d, n: sys.stderr.write(f"\r  pictures {d}/{n}" + ("\n" if d == n else ""))
+               if d % 25 == 0 or d == n else None)
         mirrors = [Path(m) for m in args.mirror] if args.mirror else list(DEFAULT_MIRRORS)
         done = fetch(Path(args.out), manifest, mirrors=mirrors, download=args.download, progress=bar)
     except RealSetError as err:
@@ -521,6 +543,8 @@ def cmd_bench(args) -> int:
         return _bench_capacity(args)
     if args.what == "decode":
         return _bench_decode(args)
+    if args.what == "review-loop":
+        return _bench_review_loop(args)
     settings = _settings(args)
     if args.what == "detector":
         weights = [Path(w) for w in args.weights] if args.weights else [settings.model.weights]
@@ -648,6 +672,28 @@ def cmd_train(args) -> int:
             data = generate_dataset(out, args.generate, args.val, seed=args.seed, size=(640, 384), recipe=args.recipe,
                                     progress=lambda d, n: print(f"\r  {d}/{n}", end="", flush=True) if d % 100 == 0 or d == n else None)
             print()
+        if args.pretrained:
+            from training.pretrained import PretrainedError, start_weights
+            from vision.synth import CLASSES
+
+            weights = str(run / "start.pt")
+            try:
+                stats = start_weights(Path(args.pretrained), dict(enumerate(CLASSES)), Path(weights))
+            except PretrainedError as err:
+                return _fail(str(err))
+            print(f"patrol train: starting from {args.pretrained} (COCO, {stats['source_classes']} classes): "
+                  f"{stats['tensors_copied']} of {stats['tensors_target']} tensors, {stats['params_copied']:,} of "
+                  f"{stats['params_target']:,} parameters copied (backbone and neck); the head starts fresh", flush=True)
+        if args.real:
+            from vision.training import with_extra_train
+
+            real_train = Path(args.real) / "images" / "train"
+            try:
+                data = with_extra_train(data, real_train, run / "data.yaml")
+            except DataError as err:
+                return _fail(f"{err} (run `patrol real-set fetch` first)")
+            print(f"patrol train: with {sum(1 for _ in real_train.iterdir())} real training pictures from {real_train}",
+                  flush=True)
         budget = (f"a time budget of {args.hours:g} h (at most {args.epochs} epochs; the schedule is fitted after "
                   "the first)" if args.hours else f"{args.epochs} epochs")
         print(f"patrol train: {budget} at {args.imgsz} px, batch {args.batch}; weights go to {run / 'weights'} "
@@ -825,7 +871,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.set_defaults(fn=cmd_real_set)
 
     b = sub.add_parser("bench", help="benchmarks (figures for docs/benchmarks.md)")
-    b.add_argument("what", choices=["detector", "capacity", "soak", "decode"],
+    b.add_argument("what", choices=["detector", "capacity", "soak", "decode", "review-loop"],
                    help="detector: inference cost per image; capacity: sources one machine patrols in real time, "
                         "against ultralytics' streaming prediction; soak: memory over a long run; decode: CPU "
                         "per key frame and per frame of the simulator's camera-cost media")
@@ -856,7 +902,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--samples", default=str(ROOT / "sample_videos"), help="capacity: the clips the sources play")
     b.add_argument("--profile", metavar="DIR", help="capacity: profile the pipeline at its sustained N with py-spy")
     b.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
-    b.add_argument("--out", help="capacity/soak: also write the JSON report here")
+    b.add_argument("--out", help="capacity/soak: also write the JSON report here; review-loop: its folder "
+                                 "(default var/review-loop)")
+    b.add_argument("--real-dir", default=str(ROOT / "data" / "real"), help="review-loop: the fetched real set")
+    b.add_argument("--manifest", default=str(ROOT / "training" / "real" / "manifest.csv"),
+                   help="review-loop: the real set's manifest")
+    b.add_argument("--epochs", type=int, default=3, help="review-loop: fine-tuning epochs")
+    b.add_argument("--rendered", metavar="DATA.yaml",
+                   help="review-loop: also fine-tune on these rendered pictures (their val set validates)")
     b.set_defaults(fn=cmd_bench)
 
     sm = sub.add_parser("simulate", help="serve the sample clips as a simulated city of live sources")
@@ -884,6 +937,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data recipe of vision.synth.RECIPES (default: the default model's, 13)")
     t.add_argument("--dataset-dir", default=str(ROOT / "data" / "synth"))
     t.add_argument("--weights", help="starting point: a .pt to fine-tune, or a model .yaml to train from scratch")
+    t.add_argument("--pretrained", metavar="FILE",
+                   help="start from the backbone and neck of YOLOv5 v6.1's COCO yolov5n.pt (checked by SHA-256; "
+                        "models/README.md says where to get it) instead of --weights")
+    t.add_argument("--real", metavar="DIR", nargs="?", const=str(ROOT / "data" / "real"),
+                   help="also train on the real set's train scenes (as `patrol real-set fetch` wrote them; "
+                        "default data/real); its eval scenes are never trained on")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--hours", type=float, help="time budget; the schedule is fitted to it")
     t.add_argument("--imgsz", type=int, default=256)

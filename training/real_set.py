@@ -125,8 +125,10 @@ def check_labels(pictures: Iterable[RealPicture], labels: Path = LABELS) -> None
 
 def _from_mirror(p: RealPicture, mirrors: Iterable[Path]) -> bytes | None:
     for mirror in mirrors:
-        git_dir = mirror / p.repo.replace("/", "+") / "repo"
-        if git_dir.is_dir():
+        base = mirror / p.repo.replace("/", "+") / "repo"
+        for git_dir in (base, base / ".git"):  # a bare snapshot, or one with its .git folder
+            if not (git_dir / "HEAD").exists():
+                continue
             for rev in (p.commit, "HEAD"):  # a later snapshot still holds the file if unchanged
                 done = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{rev}:{p.path}"],
                                       capture_output=True)

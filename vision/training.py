@@ -103,6 +103,25 @@ def train(data_yaml: str | Path, out: str | Path, model: str = "yolo11n.yaml", e
     return out / name / "weights" / "best.pt"
 
 
+def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path) -> Path:
+    """A copy of ``data_yaml`` whose training pictures also include ``extra_images`` (a folder of
+    a YOLO layout: its labels in the matching ``labels`` folder). Validation is unchanged."""
+    data_yaml = Path(data_yaml)
+    extra_images = Path(extra_images)
+    if not extra_images.is_dir() or not any(extra_images.iterdir()):
+        raise DataError(f"{extra_images}: no training pictures")
+    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    root = Path(data.get("path") or data_yaml.parent)
+    root = root if root.is_absolute() else (data_yaml.parent / root)
+    trains = data["train"] if isinstance(data["train"], list) else [data["train"]]
+    data["train"] = [str((root / t).resolve()) for t in trains] + [str(extra_images.resolve())]
+    data["val"] = [str((root / v).resolve()) for v in (data["val"] if isinstance(data["val"], list) else [data["val"]])]
+    data["path"] = str(root.resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return out
+
+
 # -- checks before a run ---------------------------------------------------------------------
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
