@@ -71,8 +71,10 @@ def judge_picture(parts: Parts, image, rows, rules_by_type: dict[str, EventRule]
 
 
 def _group(p: RealPicture) -> str:
-    """Smoke plumes are dust's nearest real material, not dust: counted apart."""
-    return "smoke" if "smoke" in p.notes.lower() else "real"
+    """Smoke plumes are dust's nearest real material, not dust, and a sandstorm filling the view
+    is weather, not a site's plume: both are counted apart."""
+    notes = p.notes.lower()
+    return next((g for g in ("smoke", "sandstorm") if g in notes), "real")
 
 
 def evaluate_real(parts: Parts, dataset: Path, split: str = "eval", manifest: Path = MANIFEST,
@@ -104,7 +106,8 @@ def evaluate_real(parts: Parts, dataset: Path, split: str = "eval", manifest: Pa
                 negatives[key]["with_event"] += bool(verdict["raised"])
         else:
             for et in verdict["truth"]:
-                for key in (f"{et}" if _group(p) == "real" else f"{et} (smoke)", f"{et}/{p.camera}"):
+                name = et if _group(p) == "real" else f"{et} ({_group(p)})"
+                for key in (name, f"{name}/{p.camera}"):
                     recall[key]["positives"] += 1
                     recall[key]["found"] += et in verdict["found"]
         per_picture.append({"id": p.id, "kind": p.kind, "camera": p.camera, "scene": p.scene, **verdict})

@@ -122,3 +122,18 @@ def test_a_still_camera_on_a_vehicle_keeps_its_structures():
     events = _run(rules, frames, [(140, 40, 220, 120)] * 6, "scaffold")
     assert [e.state for e in events][:1] == ["opened"]
     assert rules.refused() == {}
+
+
+def test_telemetry_tells_a_lens_blob_when_the_picture_alone_cannot():
+    # a drone over even ground: its picture barely changes, but its track says it flew 60 m a sample
+    from streams.frame import GeoPoint
+
+    scene = _scene()
+    rules = _moving("illegal_construction")
+    events = []
+    for i in range(6):
+        f = _pan(scene, 0, 0)
+        f.ts, f.geo = i * STEP, GeoPoint(30.0 + i * 60 / 111_320.0, 120.0)
+        events += rules.update(f, dets(((140, 40, 220, 120), "steel_shed", 0.8)))
+    assert events == []
+    assert rules.refused()["illegal_construction"]["on the lens"] == 5

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from streams.frame import Frame
+from streams.frame import Frame, GeoPoint
 
 _SIDE = 160  # long side of the grey copy the view is followed on (as vision.gate's)
 MIN_RESPONSE = 0.1  # phase-correlation peak below which a shift is not trusted
 VIEW_CHANGED = 18.0  # mean grey-level difference outside the boxes: the view has moved on
 SAME_PLACE_IOU = 0.5  # a box this close to where it was in the picture has not moved in it
+TRAVELLED_M = 50.0  # the camera moved this far (telemetry): even a thing 100 m ahead has grown or slid in the picture
 STAYED_IOU = 0.25  # a box this close to where a still object would be now is that object
 
 
@@ -50,6 +51,7 @@ class ViewState:
     breaks: int
     gray: np.ndarray | None  # only for a moving camera
     moving: bool
+    geo: GeoPoint | None = None  # the camera's position, where telemetry gives one
 
 
 class ViewMotion:
@@ -79,7 +81,7 @@ class ViewMotion:
                 else:
                     self._breaks += 1  # motion blur, a turn, a new scene: the chain of shifts is cut
         self._gray = gray
-        self.state = ViewState(self._offset, self._breaks, gray, self.moving)
+        self.state = ViewState(self._offset, self._breaks, gray, self.moving, frame.geo)
         return self.state
 
 
@@ -142,12 +144,15 @@ class PlaceCheck:
         tellable = aligned and all(iou(a, p) < SAME_PLACE_IOU for a, p in zip(anchor.boxes, predicted))
         changed = _outside_change(anchor.view.gray, view.gray, list(anchor.boxes) + list(boxes)) \
             if view.moving and view.gray.shape == anchor.view.gray.shape else 0.0
+        travelled = _metres(anchor.view.geo, view.geo) if view.moving else 0.0
         for i, box in enumerate(boxes):
             in_picture = max(iou(box, a) for a in anchor.boxes)
             in_world = max(iou(box, p) for p in predicted)
             if view.moving and in_picture >= SAME_PLACE_IOU and (
-                    (tellable and in_picture > in_world) or (not tellable and changed >= VIEW_CHANGED)):
-                moved = (f"the view shifted {abs(dx):.0%} across, {abs(dy):.0%} down" if tellable
+                    (tellable and in_picture > in_world) or (not tellable and changed >= VIEW_CHANGED)
+                    or travelled >= TRAVELLED_M):
+                moved = (f"the camera travelled {travelled:.0f} m" if travelled >= TRAVELLED_M
+                         else f"the view shifted {abs(dx):.0%} across, {abs(dy):.0%} down" if tellable
                          else f"the view changed by {changed:.0f} grey levels")
                 keep[i] = False
                 refusals.append((LENS, f"stayed at the same place in the picture while {moved}: on the lens or "
@@ -158,6 +163,14 @@ class PlaceCheck:
                                           f"({_centre_shift(box, predicted):.0%} of its width): passing through, "
                                           "not staying put"))
         return Verdict(keep, refusals)
+
+
+def _metres(a: GeoPoint | None, b: GeoPoint | None) -> float:
+    """Ground distance between two fixes (equirectangular: exact enough over a few hundred metres)."""
+    if a is None or b is None:
+        return 0.0
+    lat = np.radians((a.lat + b.lat) / 2)
+    return float(np.hypot((b.lat - a.lat) * 111_320.0, (b.lon - a.lon) * 111_320.0 * np.cos(lat)))
 
 
 def _centre_shift(box, anchors) -> float:
