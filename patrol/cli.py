@@ -472,7 +472,8 @@ def cmd_real_set(args) -> int:
         return _fail(str(err))
     for line in done["failed"]:
         print(f"patrol: {line}", file=sys.stderr)
-    print(f"{done['written']} of {done['pictures']} pictures in {args.out}")
+    print(f"{done['written']} of {done['pictures']} pictures in {args.out}"
+          + (f"; {done['removed']} files of pictures no longer in that split removed" if done["removed"] else ""))
     return 0 if not done["failed"] else 1
 
 

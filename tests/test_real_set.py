@@ -68,7 +68,7 @@ def small_set(tmp_path) -> Path:
 def test_fetch_writes_a_yolo_set_split_by_scene(small_set, tmp_path):
     out = tmp_path / "data"
     done = fetch(out, small_set)
-    assert done == {"pictures": 4, "written": 4, "failed": []}
+    assert done == {"pictures": 4, "written": 4, "failed": [], "removed": 0}
     assert (out / "images" / "eval" / "cam-photo.png").read_bytes() == (SKIMAGE / "data/camera.png").read_bytes()
     assert (out / "images" / "train" / "coffee.png").exists()
     frame = out / "images" / "eval" / "street-f10.jpg"
@@ -81,6 +81,19 @@ def test_fetch_writes_a_yolo_set_split_by_scene(small_set, tmp_path):
     assert cv2.imread(str(frame)).shape[:2] == size
     assert (out / "labels" / "eval" / "boxed.txt").read_text() == "3 0.5 0.5 0.4 0.6\n"
     assert "val: images/eval" in (out / "data.yaml").read_text()
+
+
+def test_a_scene_moved_to_the_other_split_leaves_nothing_behind(small_set, tmp_path):
+    out = tmp_path / "data"
+    fetch(out, small_set)
+    rows = list(csv.DictReader(small_set.open()))
+    for r in rows:
+        if r["id"] == "cam-photo":
+            r["split"] = "train"
+    manifest = _write(small_set.parent, rows, {})
+    assert fetch(out, manifest)["removed"] == 2  # its picture and its label under eval/
+    assert not (out / "images" / "eval" / "cam-photo.png").exists()
+    assert (out / "images" / "train" / "cam-photo.png").exists()
 
 
 def test_a_file_that_is_not_the_one_labelled_is_refused(small_set, tmp_path):

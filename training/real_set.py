@@ -224,9 +224,16 @@ def fetch(out: Path, manifest: Path = MANIFEST, mirrors: Iterable[Path] = DEFAUL
         shutil.copyfile(labels / f"{p.id}.txt", label)
         if progress:
             progress(i + 1, len(pictures))
+    # A picture whose scene moved to the other split, or that left the manifest, must not stay
+    # behind where the validator would still count it.
+    wanted = {(p.split, p.id) for p in pictures}
+    stale = [f for folder in ("images", "labels") for split in SPLITS for f in (out / folder / split).glob("*")
+             if (split, f.stem) not in wanted]
+    for f in stale:
+        f.unlink()
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
     (out / "data.yaml").write_text(f"path: {out.resolve()}\ntrain: images/train\nval: images/eval\nnames:\n{names}\n")
-    return {"pictures": len(pictures), "written": len(pictures) - len(failed), "failed": failed}
+    return {"pictures": len(pictures), "written": len(pictures) - len(failed), "failed": failed, "removed": len(stale)}
 
 
 def summary(pictures: list[RealPicture], labels: Path = LABELS) -> dict:
