@@ -106,7 +106,7 @@ def evaluate_real(parts: Parts, dataset: Path, split: str = "eval", manifest: Pa
                 negatives[key]["with_event"] += bool(verdict["raised"])
         else:
             for et in verdict["truth"]:
-                name = et if _group(p) == "real" else f"{et} ({_group(p)})"
+                name = f"{et} ({_group(p)})" if et == "dust" and _group(p) != "real" else et
                 for key in (name, f"{name}/{p.camera}"):
                     recall[key]["positives"] += 1
                     recall[key]["found"] += et in verdict["found"]
