@@ -447,9 +447,14 @@ def _eval_real(args, settings) -> int:
                                         out=out)}
     except (DetectorError, RealSetError, FileNotFoundError) as err:
         return _fail(str(err))
+    from patrol.evaluate_real import failure_sheets
+
+    sheets = failure_sheets(result["real"], Path(args.real_dir), out)
     report = out / "report-real.md"
     report.write_text("\n".join(["# Evaluation on real pictures", "", f"Model: `{result['model']}`", "",
-                                  *real_report_lines(result["real"])]) + "\n", encoding="utf-8")
+                                  *real_report_lines(result["real"]), "",
+                                  *[f"![{p.parent.name}]({p.relative_to(out)})" for p in sheets]]) + "\n",
+                      encoding="utf-8")
     (out / "eval-real.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(json.dumps(result, ensure_ascii=False) if args.json else report.read_text(encoding="utf-8"))
     return 0

@@ -67,7 +67,8 @@ def judge_picture(parts: Parts, image, rows, rules_by_type: dict[str, EventRule]
         if any(_answers(d, t) for d in accepted for t in truths.get(et, [])):
             found.append(et)
     return {"raised": sorted(raised), "truth": sorted(truths), "found": sorted(found),
-            "detections": [[lab, round(float(c), 3)] for lab, c in zip(dets.labels, dets.confidence)]}
+            "detections": [[lab, round(float(c), 3), *[round(float(v), 1) for v in box]]
+                           for lab, c, box in zip(dets.labels, dets.confidence, dets.xyxy)]}
 
 
 def _group(p: RealPicture) -> str:
@@ -110,7 +111,8 @@ def evaluate_real(parts: Parts, dataset: Path, split: str = "eval", manifest: Pa
                 for key in (name, f"{name}/{p.camera}"):
                     recall[key]["positives"] += 1
                     recall[key]["found"] += et in verdict["found"]
-        per_picture.append({"id": p.id, "kind": p.kind, "camera": p.camera, "scene": p.scene, **verdict})
+        per_picture.append({"id": p.id, "kind": p.kind, "camera": p.camera, "scene": p.scene, **verdict,
+                            "labels": [list(r) for r in rows]})
         if progress:
             progress(i + 1, len(pictures))
     if missing:
@@ -144,3 +146,46 @@ def real_report_lines(r: dict) -> list[str]:
               "| camera | pictures | with an event | share |", "| --- | --- | --- | --- |"]
     lines += [f"| {k} | {v['pictures']} | {v['with_event']} | {v['share']} |" for k, v in r["no_violation"].items()]
     return lines
+
+
+def failure_sheets(result: dict, dataset: Path, out: Path, count: int = 12) -> list[Path]:
+    """Contact sheets of what went wrong, so a person sees it: no-violation pictures with a
+    sighting (``false-sightings.jpg``) and positives whose type was not found (``misses.jpg``);
+    labels in white, the model's boxes in colour with label and confidence."""
+    from training.labelcheck import contact_sheets
+
+    groups = {"false-sightings": [r for r in result["per_picture"] if r["kind"] == "negative" and r["raised"]],
+              "misses": [r for r in result["per_picture"] if r["kind"] == "positive"
+                         and set(r["truth"]) - set(r["found"])]}
+    written = []
+    for name, rows in groups.items():
+        tiles = []
+        for r in rows[:count]:
+            path = _picture(dataset, r["id"])
+            image = cv2.imread(str(path)) if path else None
+            if image is None:
+                continue
+            h, w = image.shape[:2]
+            thick = max(1, round(max(h, w) / 500))
+            for c, cx, cy, bw, bh in r.get("labels", []):
+                cv2.rectangle(image, (int((cx - bw / 2) * w), int((cy - bh / 2) * h)),
+                              (int((cx + bw / 2) * w), int((cy + bh / 2) * h)), (255, 255, 255), thick)
+            for lab, conf, *box in r["detections"]:
+                x1, y1, x2, y2 = (int(v) for v in box)
+                cv2.rectangle(image, (x1, y1), (x2, y2), (0, 0, 255), thick + 1)
+                cv2.putText(image, f"{lab} {conf:.2f}", (x1 + 2, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.4 * (thick + 1), (0, 0, 255), thick)
+            tiles.append((r["id"], image))
+        if tiles:
+            folder = out / name
+            folder.mkdir(parents=True, exist_ok=True)
+            written += contact_sheets(tiles, folder, count)
+    return written
+
+
+def _picture(dataset: Path, picture_id: str) -> Path | None:
+    for split in ("eval", "train"):
+        found = list((dataset / "images" / split).glob(f"{picture_id}.*"))
+        if found:
+            return found[0]
+    return None

@@ -177,6 +177,12 @@ def test_patrol_eval_real_json(small_set, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["real"]["no_violation"]["all"]["pictures"] == 2
     assert "AP50" in (tmp_path / "report" / "report-real.md").read_text()
+    # what went wrong is drawn for a person to see: one sheet per kind of failure that occurred
+    per = {p["id"]: p for p in result["real"]["per_picture"]}
+    missed = set(per["boxed"]["truth"]) - set(per["boxed"]["found"])
+    assert (tmp_path / "report" / "misses" / "sheet-000.jpg").exists() == bool(missed)
+    false = any(p["raised"] for p in per.values() if p["kind"] == "negative")
+    assert (tmp_path / "report" / "false-sightings" / "sheet-000.jpg").exists() == false
 
 
 def test_eval_real_without_the_pictures_says_how_to_get_them(small_set, tmp_path, capsys):
