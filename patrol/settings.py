@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     weights: Path = DEFAULT_WEIGHTS
-    imgsz: int = Field(256, ge=64, le=1920, multiple_of=32)
+    imgsz: int = Field(320, ge=64, le=1920, multiple_of=32)
     conf: float = Field(0.25, gt=0, lt=1)
     device: str = "cpu"
     batch: int = Field(16, ge=1, le=256)

@@ -30,7 +30,7 @@ def test_the_runtime_finds_what_ultralytics_predictor_finds_with_the_same_export
     theirs = YOLO(str(export), task="detect")
     found = 0
     for batch in _pictures():
-        expected = theirs.predict(batch, imgsz=256, conf=0.25, iou=0.5, verbose=False, batch=len(batch))
+        expected = theirs.predict(batch, imgsz=ours.imgsz, conf=0.25, iou=0.5, verbose=False, batch=len(batch))
         for got, want in zip(ours.detect(batch), expected):
             b = want.boxes
             assert got.labels == [theirs.names[int(c)] for c in b.cls]

@@ -16,7 +16,7 @@ from vision.detections import Detections
 os.environ.setdefault("YOLO_OFFLINE", "1")  # never fetch anything at run time
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_MODEL = "patrol-v11"  # its card: models/README.md; the .pt and .onnx sit beside the default export
+DEFAULT_MODEL = "patrol-v12"  # its card: models/README.md; the .pt and .onnx sit beside the default export
 DEFAULT_WEIGHTS = MODELS / f"{DEFAULT_MODEL}_openvino_model"  # the fastest runtime that keeps the accuracy
 
 
@@ -39,7 +39,7 @@ class Detector:
     runs through ``vision.runtime``, which gives the same boxes at a fraction of the Python
     per batch (see there why that matters on a busy worker)."""
 
-    def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, imgsz: int = 256, conf: float = 0.25,
+    def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, imgsz: int = 320, conf: float = 0.25,
                  iou: float = 0.5, device: str = "cpu", max_batch: int = 16, threads: int = 0):
         weights = Path(weights)
         if not weights.exists():
