@@ -171,11 +171,12 @@ def reject_through_api(parts: Parts, case_ids: list[int], analyst: str = "review
 def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFEST, interval: float = 2.0,
         epochs: int = 3, imgsz: int | None = None, rendered: Path | None = None, say=print) -> dict:
     """The whole loop; returns the report (also written to ``out/review-loop.json``)."""
-    from cases.training_export import export_dataset
+    from cases.training_export import ExportError, export_dataset
     from patrol.analyze import analyze_video
     from patrol.evaluate_real import evaluate_real
     from vision.training import train, weights_classes, with_extra_train
 
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     halves = footage(dataset, out / "clips", manifest, interval)
     say(f"footage: {len(halves['reviewed'])} reviewed and {len(halves['measured'])} measured clips "
@@ -201,13 +202,18 @@ def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFE
 
         start = trainable_weights(weights)
         classes = weights_classes(start)
-        export = export_dataset(reviewed.store, reviewed.evidence, out / "export", classes,
-                                {c.event_type: c.labels for c in reviewed.rules}, force=True, weights_name=str(start))
-        negatives = export.count("negative")
-        report["export"] = {"hard_negatives": negatives, "images": export.images}
-        if negatives == 0:
+        try:
+            export = export_dataset(reviewed.store, reviewed.evidence, out / "export", classes,
+                                    {c.event_type: c.labels for c in reviewed.rules}, force=True,
+                                    weights_name=str(start))
+            negatives, images = export.count("negative"), export.images
+        except ExportError:  # fewer than two pictures: a model this quiet gives too little to learn from
+            negatives, images = 0, {}
+        report["export"] = {"hard_negatives": negatives, "images": images}
+        if negatives < 2:
             report["after"] = report["before"]
-            report["note"] = "the model raised no false case on the reviewed half: nothing to learn from"
+            report["note"] = (f"the model raised {len(ids)} false case(s) on the reviewed half: too few to learn "
+                              "from (an export needs two pictures)")
             return _finish(report, out)
         # every exported picture trains; validation is the rendered set's when there is one
         data = rendered or export.data_yaml

@@ -416,8 +416,11 @@ def _bench_review_loop(args) -> int:
     from training.real_set import RealSetError
 
     settings = _settings(args)
-    if args.weights:
-        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"weights": Path(args.weights[0])})})
+    model = {"weights": Path(args.weights[0])} if args.weights else {}
+    if args.imgsz:
+        model["imgsz"] = args.imgsz
+    if model:
+        settings = settings.model_copy(update={"model": settings.model.model_copy(update=model)})
     out = Path(args.out or ROOT / "var" / "review-loop")
     say = (lambda *a: print(*a, file=sys.stderr, flush=True))
     try:

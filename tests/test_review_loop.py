@@ -98,3 +98,20 @@ def test_the_whole_loop(loop_set, tmp_path):
     assert report["after"]["source_hours"] == report["before"]["source_hours"] > 0
     saved = json.loads((tmp_path / "loop" / "review-loop.json").read_text())
     assert saved["before"]["per_source_hour"] == report["before"]["per_source_hour"]
+
+
+def test_extra_training_pictures_join_a_data_set_named_from_the_working_folder(tmp_path, monkeypatch):
+    import yaml
+
+    from vision.training import with_extra_train
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("set/images/train", "set/images/val", "more/images/train"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "more/images/train/a.jpg").write_bytes(b"x")
+    # `path:` relative to the working folder, as an export written to a relative --out has it
+    (tmp_path / "set/data.yaml").write_text("path: set\ntrain: images/train\nval: images/val\nnames: {0: a}\n")
+    out = with_extra_train(Path("set/data.yaml"), Path("more/images/train"), tmp_path / "mix.yaml")
+    data = yaml.safe_load(out.read_text())
+    assert data["train"] == [str(tmp_path / "set/images/train"), str(tmp_path / "more/images/train")]
+    assert data["val"] == [str(tmp_path / "set/images/val")]

@@ -112,7 +112,8 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path) -> Pa
         raise DataError(f"{extra_images}: no training pictures")
     data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
     root = Path(data.get("path") or data_yaml.parent)
-    root = root if root.is_absolute() else (data_yaml.parent / root)
+    if not root.is_absolute():  # as ultralytics reads it: from the working folder, else beside the file
+        root = root.resolve() if root.exists() else (data_yaml.parent / root)
     trains = data["train"] if isinstance(data["train"], list) else [data["train"]]
     data["train"] = [str((root / t).resolve()) for t in trains] + [str(extra_images.resolve())]
     data["val"] = [str((root / v).resolve()) for v in (data["val"] if isinstance(data["val"], list) else [data["val"]])]
