@@ -23,10 +23,12 @@ fine-tuned model raises fewer. The benchmark runs that loop with the product's o
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -222,8 +224,9 @@ def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFE
             data = with_extra_train(data, folder, out / f"mix-{n}.yaml")
         say(f"fine-tuning {start} on {negatives} hard negatives (+ the real train split"
             f"{' and rendered pictures' if rendered else ''}) for {epochs} epochs")
-        best = train(data, out / "runs", model=str(start), epochs=epochs, imgsz=imgsz or settings.model.imgsz,
-                     batch=16, name="finetune", lr0=0.0005, warmup_epochs=0, close_mosaic=0)
+        with contextlib.redirect_stdout(sys.stderr):  # ultralytics' chatter: stdout carries the report
+            best = train(data, out / "runs", model=str(start), epochs=epochs, imgsz=imgsz or settings.model.imgsz,
+                         batch=16, name="finetune", lr0=0.0005, warmup_epochs=0, close_mosaic=0)
         last = best.parent / "last.pt"
         tuned = Parts(settings.model_copy(update={"model": settings.model.model_copy(update={"weights": last})}))
         report["tuned_model"] = str(last)
@@ -255,7 +258,8 @@ def as_text(r: dict) -> str:
              f"  hard negatives exported: {r['export']['hard_negatives']}",
              f"  measured half: {b['clips']} clips, {b['source_hours']} source-hours",
              f"  false cases per source-hour: before {b['per_source_hour']}, after {a['per_source_hour']}"
-             + (f" ({r['reduction']:.0%} fewer)" if r.get("reduction") is not None else "")]
+             + (f" ({abs(r['reduction']):.0%} {'fewer' if r['reduction'] >= 0 else 'more'})"
+                if r.get("reduction") is not None else "")]
     for side in ("before", "after"):
         if "real_eval_recall" in r[side]:
             rec = ", ".join(f"{k} {v['recall']}" for k, v in r[side]["real_eval_recall"].items())

@@ -223,14 +223,19 @@ def evaluate_boxes(weights: Path, data_yaml: Path, imgsz: int, out: Path | None 
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
-    for handler in LOGGER.handlers:  # the validator's chatter goes to stderr: stdout carries results
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.stderr)
-
-    with contextlib.redirect_stdout(sys.stderr):  # and so do its progress bars
-        metrics = YOLO(str(weights)).val(data=str(data_yaml), imgsz=imgsz, batch=16, device="cpu", plots=False,
-                                         verbose=False, workers=2, project=str(out or tempfile.gettempdir()),
-                                         name="val", exist_ok=True)
+    # the validator's chatter goes to stderr: stdout carries results; the streams are put back
+    # afterwards, so no logger keeps a stream that its caller may close
+    handlers = [h for h in LOGGER.handlers if isinstance(h, logging.StreamHandler)]
+    before = [h.setStream(sys.stderr) for h in handlers]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # and so do its progress bars
+            metrics = YOLO(str(weights)).val(data=str(data_yaml), imgsz=imgsz, batch=16, device="cpu", plots=False,
+                                             verbose=False, workers=2, project=str(out or tempfile.gettempdir()),
+                                             name="val", exist_ok=True)
+    finally:
+        for h, stream in zip(handlers, before):
+            if stream is not None:  # None: it was stderr already
+                h.setStream(stream)
     box = metrics.box
     names = metrics.names
     per_class = {}
