@@ -20,6 +20,7 @@ from typing import Callable
 
 import cv2
 
+from patrol.evaluate import _iou
 from patrol.wiring import Parts
 from streams.frame import Frame
 from training.real_set import MANIFEST, RealPicture, label_rows, labels_of, load_manifest
@@ -34,13 +35,6 @@ MATCH_IOU = 0.1
 def event_type_of(class_id: int, rules) -> str | None:
     name = CLASSES[class_id]
     return next((r.event_type for r in rules if name in r.labels), None)
-
-
-def _iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
 
 
 def _answers(det, truth) -> bool:

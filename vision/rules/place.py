@@ -24,21 +24,13 @@ import cv2
 import numpy as np
 
 from streams.frame import Frame, GeoPoint
+from vision.gate import _gray  # the moving gate's grey copy: the same view, measured the same way
 
-_SIDE = 160  # long side of the grey copy the view is followed on (as vision.gate's)
 MIN_RESPONSE = 0.1  # phase-correlation peak below which a shift is not trusted
 VIEW_CHANGED = 18.0  # mean grey-level difference outside the boxes: the view has moved on
 SAME_PLACE_IOU = 0.5  # a box this close to where it was in the picture has not moved in it
 TRAVELLED_M = 50.0  # the camera moved this far (telemetry): even a thing 100 m ahead has grown or slid in the picture
 STAYED_IOU = 0.25  # a box this close to where a still object would be now is that object
-
-
-def _gray(image: np.ndarray) -> np.ndarray:
-    h, w = image.shape[:2]
-    scale = _SIDE / max(h, w)
-    size = (max(8, round(w * scale)), max(8, round(h * scale)))
-    gray = cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
-    return cv2.GaussianBlur(gray, (5, 5), 0).astype(np.float32)
 
 
 @dataclass(frozen=True)
