@@ -698,11 +698,12 @@ def cmd_train(args) -> int:
 
             real_train = Path(args.real) / "images" / "train"
             try:
-                data = with_extra_train(data, real_train, run / "data.yaml")
+                data = with_extra_train(data, real_train, run / "data.yaml", repeat=args.real_repeat)
             except DataError as err:
                 return _fail(f"{err} (run `patrol real-set fetch` first)")
-            print(f"patrol train: with {sum(1 for _ in real_train.iterdir())} real training pictures from {real_train}",
-                  flush=True)
+            times = f", each {args.real_repeat} times an epoch" if args.real_repeat > 1 else ""
+            print(f"patrol train: with {sum(1 for _ in real_train.iterdir())} real training pictures from {real_train}"
+                  f"{times}", flush=True)
         budget = (f"a time budget of {args.hours:g} h (at most {args.epochs} epochs; the schedule is fitted after "
                   "the first)" if args.hours else f"{args.epochs} epochs")
         print(f"patrol train: {budget} at {args.imgsz} px, batch {args.batch}; weights go to {run / 'weights'} "
@@ -952,6 +953,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--real", metavar="DIR", nargs="?", const=str(ROOT / "data" / "real"),
                    help="also train on the real set's train scenes (as `patrol real-set fetch` wrote them; "
                         "default data/real); its eval scenes are never trained on")
+    t.add_argument("--real-repeat", type=int, default=1, metavar="N",
+                   help="--real: show each real picture N times an epoch (a few hundred real pictures weigh "
+                        "as much as thousands of rendered ones)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--hours", type=float, help="time budget; the schedule is fitted to it")
     t.add_argument("--imgsz", type=int, default=256)

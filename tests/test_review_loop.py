@@ -115,3 +115,24 @@ def test_extra_training_pictures_join_a_data_set_named_from_the_working_folder(t
     data = yaml.safe_load(out.read_text())
     assert data["train"] == [str(tmp_path / "set/images/train"), str(tmp_path / "more/images/train")]
     assert data["val"] == [str(tmp_path / "set/images/val")]
+
+
+def test_extra_training_pictures_can_weigh_more_than_once(tmp_path):
+    import yaml
+
+    from vision.training import DataError, with_extra_train
+
+    for folder in ("set/images/train", "set/images/val", "real/images/train"):
+        (tmp_path / folder).mkdir(parents=True)
+    for name in ("a.jpg", "b.png", "notes.txt"):
+        (tmp_path / "real/images/train" / name).write_bytes(b"x")
+    (tmp_path / "set/data.yaml").write_text(f"path: {tmp_path / 'set'}\ntrain: images/train\nval: images/val\nnames: {{0: a}}\n")
+    out = with_extra_train(tmp_path / "set/data.yaml", tmp_path / "real/images/train", tmp_path / "mix.yaml", repeat=3)
+    data = yaml.safe_load(out.read_text())
+    listing = Path(data["train"][1])
+    assert listing.name == "mix-extra.txt"
+    lines = listing.read_text().splitlines()
+    # each picture three times, the text file left out
+    assert sorted(lines) == sorted([str(tmp_path / "real/images/train/a.jpg"), str(tmp_path / "real/images/train/b.png")] * 3)
+    with pytest.raises(DataError):
+        with_extra_train(tmp_path / "set/data.yaml", tmp_path / "real/images/train", tmp_path / "mix.yaml", repeat=0)

@@ -103,22 +103,33 @@ def train(data_yaml: str | Path, out: str | Path, model: str = "yolo11n.yaml", e
     return out / name / "weights" / "best.pt"
 
 
-def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path) -> Path:
+def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repeat: int = 1) -> Path:
     """A copy of ``data_yaml`` whose training pictures also include ``extra_images`` (a folder of
-    a YOLO layout: its labels in the matching ``labels`` folder). Validation is unchanged."""
+    a YOLO layout: its labels in the matching ``labels`` folder). Validation is unchanged.
+
+    ``repeat`` > 1 lists each extra picture that many times (in ``<out stem>-extra.txt`` beside
+    ``out``), so that a small real set weighs as much in an epoch as a large rendered one."""
     data_yaml = Path(data_yaml)
     extra_images = Path(extra_images)
-    if not extra_images.is_dir() or not any(extra_images.iterdir()):
+    if repeat < 1:
+        raise DataError(f"repeat must be at least 1, not {repeat}")
+    pictures = sorted(f for f in extra_images.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if extra_images.is_dir() else []
+    if not pictures:
         raise DataError(f"{extra_images}: no training pictures")
     data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
     root = Path(data.get("path") or data_yaml.parent)
     if not root.is_absolute():  # as ultralytics reads it: from the working folder, else beside the file
         root = root.resolve() if root.exists() else (data_yaml.parent / root)
     trains = data["train"] if isinstance(data["train"], list) else [data["train"]]
-    data["train"] = [str((root / t).resolve()) for t in trains] + [str(extra_images.resolve())]
+    extra = str(extra_images.resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if repeat > 1:  # ultralytics keeps a file listed twice as two samples
+        listing = out.with_name(f"{out.stem}-extra.txt")
+        listing.write_text("".join(f"{f.resolve()}\n" for _ in range(repeat) for f in pictures), encoding="utf-8")
+        extra = str(listing.resolve())
+    data["train"] = [str((root / t).resolve()) for t in trains] + [extra]
     data["val"] = [str((root / v).resolve()) for v in (data["val"] if isinstance(data["val"], list) else [data["val"]])]
     data["path"] = str(root.resolve())
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return out
 
