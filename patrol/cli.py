@@ -635,6 +635,7 @@ def cmd_train(args) -> int:
     run = Path(args.project) / args.name
     last = run / "weights" / "last.pt"
     extra = {"time": args.hours} if args.hours else {}
+    args.imgsz = args.imgsz or _settings(args).model.imgsz  # train at the size the product detects at
     if args.resume:
         problem = resume_problem(last)
         if problem:
@@ -958,7 +959,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "as much as thousands of rendered ones)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--hours", type=float, help="time budget; the schedule is fitted to it")
-    t.add_argument("--imgsz", type=int, default=256)
+    t.add_argument("--imgsz", type=int, help="input size (default: the settings' model.imgsz, 320)")
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--project", default=str(ROOT / "runs" / "detect"))
     t.add_argument("--name", default="train")
