@@ -464,13 +464,17 @@ def _eval_real(args, settings) -> int:
 
 
 def cmd_real_set(args) -> int:
-    """patrol real-set fetch|summary."""
-    from training.real_set import DEFAULT_MIRRORS, RealSetError, fetch, labels_of, load_manifest, summary
+    """patrol real-set fetch|summary|sources."""
+    from training.real_set import (DEFAULT_MIRRORS, RealSetError, fetch, labels_of, load_manifest, sources_table,
+                                   summary)
 
     manifest = Path(args.manifest)
     try:
         if args.what == "summary":
             print(json.dumps(summary(load_manifest(manifest), labels_of(manifest)), indent=2, ensure_ascii=False))
+            return 0
+        if args.what == "sources":
+            print("\n".join(sources_table(load_manifest(manifest))))
             return 0
         bar = (lambda d, n: sys.stderr.write(f"\r  pictures {d}/{n}" + ("\n" if d == n else ""))
                if d % 25 == 0 or d == n else None)
@@ -870,9 +874,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(fn=cmd_eval)
 
     rs = sub.add_parser("real-set", help="the real picture set: bring it here and check it, or count it")
-    rs.add_argument("what", choices=["fetch", "summary"],
+    rs.add_argument("what", choices=["fetch", "summary", "sources"],
                     help="fetch: every picture of training/real/manifest.csv into --out as a YOLO data set, "
-                         "hash checked; summary: counts per split, kind, camera and class")
+                         "hash checked; summary: counts per split, kind, camera and class; sources: the table "
+                         "of origins for training/real/DATA.md")
     rs.add_argument("--out", default=str(ROOT / "data" / "real"))
     rs.add_argument("--manifest", default=str(ROOT / "training" / "real" / "manifest.csv"))
     rs.add_argument("--mirror", action="append", help="folder of repository snapshots (<owner>+<name>/repo); "
@@ -1001,6 +1006,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(err))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `patrol … | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

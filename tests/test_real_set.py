@@ -199,3 +199,15 @@ def test_labelcheck_draws_every_label(small_set, tmp_path):
     check = tmp_path / "check"
     assert labelcheck([str(out / "images" / "eval"), str(out / "labels" / "eval"), "--out", str(check)]) == 0
     assert sorted(p.name for p in check.iterdir()) == ["boxed.jpg", "cam-photo.jpg", "sheet-000.jpg", "street-f10.jpg"]
+
+
+def test_the_sources_table_counts_each_origin(small_set):
+    from training.real_set import load_manifest, sources_table
+
+    pictures = load_manifest(small_set)
+    lines = sources_table(pictures)
+    assert lines[0].startswith("| origin | commit | pictures (train / eval)")
+    body = lines[2:]
+    assert len(body) == len({p.repo for p in pictures})
+    assert [line.split("|")[3].strip() for line in body] == ["3 (1 / 2)", "1 (0 / 1)"]  # skimage, then the video
+    assert "fixed 1" in body[1] and "| 1 |" in body[0]  # one of skimage's pictures has a violation

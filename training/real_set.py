@@ -248,3 +248,23 @@ def summary(pictures: list[RealPicture], labels: Path = LABELS) -> dict:
         for c, *_ in label_rows(p.id, labels):
             out["boxes"][CLASSES[c]] += 1
     return {k: dict(v) if isinstance(v, Counter) else v for k, v in out.items()}
+
+
+def sources_table(pictures: list[RealPicture]) -> list[str]:
+    """DATA.md's table of origins as Markdown rows: one per origin, most pictures first."""
+    by_origin: dict[str, list[RealPicture]] = {}
+    for p in pictures:
+        by_origin.setdefault(p.repo, []).append(p)
+    lines = ["| origin | commit | pictures (train / eval) | with a violation | cameras | where | licence |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for repo, ps in sorted(by_origin.items(), key=lambda kv: (-len(kv[1]), kv[0].lower())):
+        splits = Counter(p.split for p in ps)
+        cameras = ", ".join(f"{c} {n}" for c, n in Counter(p.camera for p in ps).most_common())
+        cities = Counter(p.city for p in ps if p.city)
+        where = "; ".join(c for c, _ in cities.most_common(3)) + ("; …" if len(cities) > 3 else "") or "unknown"
+        licences = "; ".join(dict.fromkeys(p.licence for p in ps if p.licence)) or "none stated"
+        commits = ", ".join(f"`{c[:10]}`" for c in dict.fromkeys(p.commit for p in ps))
+        positives = sum(p.kind == "positive" for p in ps)
+        lines.append(f"| `{repo}` | {commits} | {len(ps)} ({splits['train']} / {splits['eval']}) | {positives} "
+                     f"| {cameras} | {where} | {licences} |")
+    return lines
