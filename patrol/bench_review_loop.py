@@ -16,7 +16,8 @@ fine-tuned model raises fewer. The benchmark runs that loop with the product's o
    HTTP API (login, ``POST /api/v1/cases/{id}/reject``), served by uvicorn on loopback.
 4. **Export and fine-tune.** ``export_dataset`` turns the rejected cases into hard negatives;
    the model is fine-tuned on them together with the real set's train split and rendered
-   pictures (so what it learnt holds).
+   pictures (so what it learnt holds), the hard negatives shown often enough to be about 5 %
+   of an epoch (a handful of rejections among thousands of pictures teach nothing).
 5. **After.** The fine-tuned model analyses the measured half again; and the real positives of
    the eval split are checked before and after, so fewer false cases are not bought with
    missed violations.
@@ -176,7 +177,7 @@ def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFE
     from cases.training_export import ExportError, export_dataset
     from patrol.analyze import analyze_video
     from patrol.evaluate_real import evaluate_real
-    from vision.training import train, weights_classes, with_extra_train
+    from vision.training import read_data_yaml, train, weights_classes, with_extra_train
 
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -217,12 +218,19 @@ def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFE
             report["note"] = (f"the model raised {len(ids)} false case(s) on the reviewed half: too few to learn "
                               "from (an export needs two pictures)")
             return _finish(report, out)
-        # every exported picture trains; validation is the rendered set's when there is one
+        # every exported picture trains, weighted so that the analysts' rejections are a set share of
+        # an epoch rather than a few pictures among thousands; validation is the rendered set's
         data = rendered or export.data_yaml
-        extra = [out / "export" / "images" / s for s in ("train", "val")] + [dataset / "images" / "train"]
-        for n, folder in enumerate(f for f in extra if f.is_dir() and any(f.iterdir())):
-            data = with_extra_train(data, folder, out / f"mix-{n}.yaml")
-        say(f"fine-tuning {start} on {negatives} hard negatives (+ the real train split"
+        exported = [f for f in (out / "export" / "images" / s for s in ("train", "val")) if f.is_dir() and any(f.iterdir())]
+        real_train = dataset / "images" / "train"
+        others = _pictures(real_train) + (read_data_yaml(rendered).train_images if rendered else 0)
+        repeat = hard_negative_repeat(sum(_pictures(f) for f in exported), others)
+        for n, folder in enumerate(exported):
+            data = with_extra_train(data, folder, out / f"mix-{n}.yaml", repeat=repeat)
+        if _pictures(real_train):
+            data = with_extra_train(data, real_train, out / "mix-real.yaml")
+        report["export"]["repeat"] = repeat
+        say(f"fine-tuning {start} on {negatives} hard negatives, each {repeat} times an epoch (+ the real train split"
             f"{' and rendered pictures' if rendered else ''}) for {epochs} epochs")
         with contextlib.redirect_stdout(sys.stderr):  # ultralytics' chatter: stdout carries the report
             best = train(data, out / "runs", model=str(start), epochs=epochs, imgsz=imgsz or settings.model.imgsz,
@@ -240,6 +248,21 @@ def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFE
         shutil.rmtree(work, ignore_errors=True)
 
 
+HARD_NEGATIVE_SHARE = 0.05  # of an epoch's pictures: what the analysts rejected, shown this often
+
+
+def hard_negative_repeat(exported: int, others: int, share: float = HARD_NEGATIVE_SHARE) -> int:
+    """How many times each exported picture is shown an epoch so that together they are about
+    ``share`` of it (at least once)."""
+    if exported <= 0:
+        return 1
+    return max(1, round(share * others / ((1 - share) * exported)))
+
+
+def _pictures(folder: Path) -> int:
+    return sum(1 for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png")) if folder.is_dir() else 0
+
+
 def _finish(report: dict, out: Path) -> dict:
     b, a = report["before"]["per_source_hour"], report["after"]["per_source_hour"]
     report["reduction"] = round(1 - a / b, 3) if b else None
@@ -255,7 +278,8 @@ def as_text(r: dict) -> str:
     lines = [f"review loop on real no-violation footage (model {r['model']}, one sample every {r['interval_s']:g} s)",
              f"  reviewed half: {r['reviewed']['clips']} clips, {r['reviewed']['source_hours']} source-hours, "
              f"{r['reviewed']['false_cases']} false cases rejected through the API",
-             f"  hard negatives exported: {r['export']['hard_negatives']}",
+             f"  hard negatives exported: {r['export']['hard_negatives']}"
+             + (f", each shown {r['export']['repeat']} times an epoch" if r['export'].get('repeat', 1) > 1 else ""),
              f"  measured half: {b['clips']} clips, {b['source_hours']} source-hours",
              f"  false cases per source-hour: before {b['per_source_hour']}, after {a['per_source_hour']}"
              + (f" ({abs(r['reduction']):.0%} {'fewer' if r['reduction'] >= 0 else 'more'})"

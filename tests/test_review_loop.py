@@ -136,3 +136,14 @@ def test_extra_training_pictures_can_weigh_more_than_once(tmp_path):
     assert sorted(lines) == sorted([str(tmp_path / "real/images/train/a.jpg"), str(tmp_path / "real/images/train/b.png")] * 3)
     with pytest.raises(DataError):
         with_extra_train(tmp_path / "set/data.yaml", tmp_path / "real/images/train", tmp_path / "mix.yaml", repeat=0)
+
+
+def test_rejected_pictures_are_a_set_share_of_an_epoch():
+    from patrol.bench_review_loop import HARD_NEGATIVE_SHARE, hard_negative_repeat
+
+    repeat = hard_negative_repeat(6, 3600)
+    assert repeat == round(HARD_NEGATIVE_SHARE * 3600 / ((1 - HARD_NEGATIVE_SHARE) * 6))
+    share = 6 * repeat / (6 * repeat + 3600)
+    assert abs(share - HARD_NEGATIVE_SHARE) < 0.005
+    assert hard_negative_repeat(500, 100) == 1  # many rejections are shown once, never fewer
+    assert hard_negative_repeat(0, 100) == 1
