@@ -16,7 +16,7 @@ from vision.detections import Detections
 os.environ.setdefault("YOLO_OFFLINE", "1")  # never fetch anything at run time
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_MODEL = "patrol-v12"  # its card: models/README.md; the .pt and .onnx sit beside the default export
+DEFAULT_MODEL = "patrol-v13"  # its card: models/README.md; the .pt and .onnx sit beside the default export
 DEFAULT_WEIGHTS = MODELS / f"{DEFAULT_MODEL}_openvino_model"  # the fastest runtime that keeps the accuracy
 
 
