@@ -177,7 +177,7 @@ def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFE
     from cases.training_export import ExportError, export_dataset
     from patrol.analyze import analyze_video
     from patrol.evaluate_real import evaluate_real
-    from vision.training import read_data_yaml, train, weights_classes, with_extra_train
+    from vision.training import pictures_in, read_data_yaml, train, weights_classes, with_extra_train
 
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -221,13 +221,13 @@ def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFE
         # every exported picture trains, weighted so that the analysts' rejections are a set share of
         # an epoch rather than a few pictures among thousands; validation is the rendered set's
         data = rendered or export.data_yaml
-        exported = [f for f in (out / "export" / "images" / s for s in ("train", "val")) if f.is_dir() and any(f.iterdir())]
+        exported = [f for f in (out / "export" / "images" / s for s in ("train", "val")) if pictures_in(f)]
         real_train = dataset / "images" / "train"
-        others = _pictures(real_train) + (read_data_yaml(rendered).train_images if rendered else 0)
-        repeat = hard_negative_repeat(sum(_pictures(f) for f in exported), others)
+        others = len(pictures_in(real_train)) + (read_data_yaml(rendered).train_images if rendered else 0)
+        repeat = hard_negative_repeat(sum(len(pictures_in(f)) for f in exported), others)
         for n, folder in enumerate(exported):
             data = with_extra_train(data, folder, out / f"mix-{n}.yaml", repeat=repeat)
-        if _pictures(real_train):
+        if pictures_in(real_train):
             data = with_extra_train(data, real_train, out / "mix-real.yaml")
         report["export"]["repeat"] = repeat
         say(f"fine-tuning {start} on {negatives} hard negatives, each {repeat} times an epoch (+ the real train split"
@@ -257,10 +257,6 @@ def hard_negative_repeat(exported: int, others: int, share: float = HARD_NEGATIV
     if exported <= 0:
         return 1
     return max(1, round(share * others / ((1 - share) * exported)))
-
-
-def _pictures(folder: Path) -> int:
-    return sum(1 for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png")) if folder.is_dir() else 0
 
 
 def _finish(report: dict, out: Path) -> dict:

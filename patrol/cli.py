@@ -699,7 +699,7 @@ def cmd_train(args) -> int:
                   f"{stats['tensors_copied']} of {stats['tensors_target']} tensors, {stats['params_copied']:,} of "
                   f"{stats['params_target']:,} parameters copied (backbone and neck); the head starts fresh", flush=True)
         if args.real:
-            from vision.training import with_extra_train
+            from vision.training import pictures_in, with_extra_train
 
             real_train = Path(args.real) / "images" / "train"
             try:
@@ -707,7 +707,7 @@ def cmd_train(args) -> int:
             except DataError as err:
                 return _fail(f"{err} (run `patrol real-set fetch` first)")
             times = f", each {args.real_repeat} times an epoch" if args.real_repeat > 1 else ""
-            print(f"patrol train: with {sum(1 for _ in real_train.iterdir())} real training pictures from {real_train}"
+            print(f"patrol train: with {len(pictures_in(real_train))} real training pictures from {real_train}"
                   f"{times}", flush=True)
         budget = (f"a time budget of {args.hours:g} h (at most {args.epochs} epochs; the schedule is fitted after "
                   "the first)" if args.hours else f"{args.epochs} epochs")

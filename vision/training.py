@@ -113,7 +113,7 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repea
     extra_images = Path(extra_images)
     if repeat < 1:
         raise DataError(f"repeat must be at least 1, not {repeat}")
-    pictures = sorted(f for f in extra_images.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if extra_images.is_dir() else []
+    pictures = pictures_in(extra_images)
     if not pictures:
         raise DataError(f"{extra_images}: no training pictures")
     data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
@@ -137,6 +137,12 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repea
 # -- checks before a run ---------------------------------------------------------------------
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def pictures_in(folder: Path) -> list[Path]:
+    """The pictures directly in ``folder`` (none when it does not exist), sorted."""
+    folder = Path(folder)
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
 
 
 class DataError(ValueError):
