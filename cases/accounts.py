@@ -34,7 +34,7 @@ from . import audit
 from .store import Base, Store, utcnow
 
 USER_ROLES = ("analyst", "operator", "admin")  # people, who log in with a password
-TOKEN_ROLES = ("platform", "monitoring")  # machines, with an API token
+TOKEN_ROLES = ("platform", "monitoring", "telemetry")  # machines, with an API token (telemetry: position senders)
 ROLES = USER_ROLES + TOKEN_ROLES
 
 SESSION_PREFIX = "pcs_"  # patrol console session
@@ -230,7 +230,7 @@ class Accounts:
             raise AccountError(f"username {username!r} must be 1-64 letters, digits or . _ @ - "
                                "(starting with a letter or digit)")
         if role not in USER_ROLES:
-            hint = " (platform and monitoring are for API tokens: create a token)" if role in TOKEN_ROLES else ""
+            hint = f" ({', '.join(TOKEN_ROLES)} are for API tokens: create a token)" if role in TOKEN_ROLES else ""
             raise AccountError(f"role {role!r} is not a user role; one of {', '.join(USER_ROLES)}{hint}")
         _check_password(password)
         hashed = self.kdf.hash(password)

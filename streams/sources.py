@@ -77,6 +77,13 @@ class Source(BaseModel):
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     location: Literal["fixed", "telemetry"] = "fixed"
+    # Which way the camera looks, degrees clockwise from north: a fixed camera's view direction;
+    # on a vehicle, relative to the vehicle's heading (0 = straight ahead).
+    heading: float | None = Field(None, ge=0, lt=360)
+    # A moving camera sees the street ahead of itself: a case is placed this far along its view.
+    view_offset_m: float | None = Field(None, ge=0, le=500)
+    # Horizontal field of view, for placing a drone's detection on the ground under its box.
+    hfov_deg: float | None = Field(None, gt=0, lt=180)
     grid: str | None = None
     srt: str | None = None  # DJI telemetry side-car for recorded drone footage
     zones: list[Zone] = Field(default_factory=list)
@@ -117,6 +124,11 @@ class Source(BaseModel):
         if self.kind == "drone" and self.lat is None:
             self.location = "telemetry"
         return self
+
+    @property
+    def moves(self) -> bool:
+        """Its camera moves: vehicles, drones and phones are placed by their positions."""
+        return self.kind in ("vehicle", "drone", "mobile") or self.location == "telemetry"
 
     @property
     def is_live(self) -> bool:

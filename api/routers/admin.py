@@ -21,7 +21,7 @@ class NewUser(BaseModel):
 
 class NewTokenIn(BaseModel):
     name: str = Field(..., min_length=1, max_length=64, description="what uses it, e.g. city-platform, prometheus")
-    role: Literal["platform", "monitoring"] = "platform"
+    role: Literal["platform", "monitoring", "telemetry"] = "platform"
     days: float | None = Field(None, gt=0, description="valid for this many days; none: until revoked")
 
 
