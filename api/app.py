@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.routers import cases, health, metrics, review, sources, ui
 from api.routers import admin, auth
 from api.routers import audit, feed
-from api.routers import uploads
+from api.routers import positions, uploads
 from patrol.wiring import Parts
 
 DESCRIPTION = """City Patrol proposes **draft cases** (street vending, illegal construction, dust)
@@ -29,7 +29,9 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
                                  "and raw events (docs/platform-interface.md; webhooks are described there too)"},
                                 {"name": "audit", "description": "Audit log and webhook deliveries (admin only)"},
                                 {"name": "uploads", "description": "Drone flight uploads: resumable chunks, checks, "
-                                 "the analysis job and its progress (operators: their own flights)"}])
+                                 "the analysis job and its progress (operators: their own flights)"},
+                                {"name": "positions", "description": "Live positions of vehicles, phones and the "
+                                 "drone (telemetry tokens; JSON or GB/T 28181 MobilePosition)"}])
     app.state.parts = parts
     app.state.bus = bus
     app.state.registry = registry
@@ -46,5 +48,6 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(uploads.router)
     app.include_router(uploads.pages)
+    app.include_router(positions.router)
     return app
 

@@ -49,6 +49,12 @@ class GridIndex:
             cells[code] = geom
         return cls(cells)
 
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(min lat, min lon, max lat, max lon) of all cells."""
+        minx, miny, maxx, maxy = _total_bounds(self._polygons)
+        return miny, minx, maxy, maxx
+
     def cell_at(self, lat: float, lon: float) -> str | None:
         """The cell containing the point, or None outside the grid.
 
@@ -82,6 +88,11 @@ class GridIndex:
 
     def __contains__(self, code: object) -> bool:
         return code in self._by_code
+
+
+def _total_bounds(polygons) -> tuple[float, float, float, float]:
+    boxes = [p.bounds for p in polygons]
+    return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
 
 
 def _cell(feature, where: str) -> tuple[str, BaseGeometry]:

@@ -16,7 +16,9 @@ from patrol.wiring import Parts
 from streams.frame import GeoPoint
 from streams.reader import SourceError, iter_file_samples, probe
 from streams.sources import DEFAULT_INTERVAL_S, ConfigError, Zone, read_yaml
-from streams.telemetry import Track, parse_srt
+from streams.placement import DEFAULT_MAX_FIX_AGE_S, Positions, SrtPositions, View, place_sample, recorded_track
+from streams.telemetry import parse_srt
+from streams.tracks import TrackError, align, read_track
 from vision.pipeline import Pipeline
 
 BATCH = 8  # consecutive samples per detector call
@@ -49,16 +51,25 @@ def load_zones(path: str | Path) -> list[Zone]:
 
 def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str | Path | None = None,
                   zones: list[Zone] = (), location: GeoPoint | None = None, interval_s: float | None = None,
-                  source_id: str | None = None, progress: Callable[[float, float | None], None] | None = None) -> Analysis:
+                  source_id: str | None = None, progress: Callable[[float, float | None], None] | None = None,
+                  track: str | Path | None = None, start: float | None = None, crs: str = "wgs84",
+                  view: View | None = None, max_fix_age_s: float = DEFAULT_MAX_FIX_AGE_S) -> Analysis:
+    """Analyse ``video``. A moving camera is placed by ``srt`` (DJI telemetry) or ``track``
+    (GPX, NMEA or CSV; ``start``: Unix seconds at the video's first frame when the track
+    holds moments and the file does not say when it was recorded)."""
     video = Path(video)
     info = probe(str(video))  # raises SourceError with a one-line reason
     warnings: list[str] = []
-    track: Track | None = None
+    view = view or View(kind)
+    positions: Positions | None = None
     if srt:
-        track = parse_srt(Path(srt))
+        telemetry = parse_srt(Path(srt))
         if info.duration_s:
-            track.check_against(info.duration_s)
-        warnings.extend(track.warnings)
+            telemetry.check_against(info.duration_s)
+        warnings.extend(telemetry.warnings)
+        positions = SrtPositions(telemetry)
+    elif track:
+        positions = _track_positions(Path(track), info, start, crs, kind, max_fix_age_s, warnings)
     source_id = source_id or video.stem
     pipeline = Pipeline(parts.detector, parts.rules)
     pipeline.add_source(source_id, zones, gate=(kind == "fixed"), moving=(kind != "fixed"))
@@ -85,8 +96,8 @@ def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str
     error = None
     try:
         for frame in iter_file_samples(video, interval, parts.settings.worker.sample_max_side, source_id=source_id):
-            if track is not None:
-                frame.geo = track.position_at(frame.ts)
+            if positions is not None:
+                place_sample(frame, positions.at(frame.ts), view)
             batch.append(frame)
             samples += 1
             if len(batch) >= BATCH:
@@ -107,6 +118,24 @@ def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str
     cases = [parts.store.get_case(cid) for cid in sorted(touched)]
     return Analysis([c for c in cases if c is not None], samples, state.analysed, info.duration_s, warnings, error,
                     opened_at)
+
+
+def _track_positions(path: Path, info, start: float | None, crs: str, kind: str, max_age_s: float,
+                     warnings: list[str]) -> Positions:
+    fixes = align(read_track(path, crs), start if start is not None else info.created, str(path))
+    first, last = fixes[0].t, fixes[-1].t
+    duration = info.duration_s or 0.0
+    if last < -max_age_s or (duration and first > duration + max_age_s):
+        raise TrackError(f"{path}: the track ({first:+.0f} s to {last:+.0f} s of the video) does not overlap the "
+                         f"video (0 to {duration:.0f} s): wrong file, or give the video's --start")
+    if first > max_age_s or (duration and last < duration - max_age_s):
+        warnings.append(f"the track covers {max(first, 0):.0f}-{min(last, duration or last):.0f} s of the "
+                        f"{duration:.0f} s video; samples outside it have no position")
+    track = recorded_track(fixes, max_age_s, kind)
+    flagged = len(fixes) - len(track)
+    if flagged:
+        warnings.append(f"{flagged} track point(s) jump faster than a {kind} moves and are not used")
+    return track
 
 
 def case_json(case: DraftCaseView, evidence_root: Path) -> dict:

@@ -97,7 +97,8 @@ class Runtime:
         leases = LeaseManager.connect(self.redis_url, worker_id, ttl_s=lease_ttl_s) if lease_ttl_s else None
         worker = PatrolWorker(self.bus, pipeline, sources, worker_id=worker_id, max_side=w.sample_max_side,
                               loop_files=w.loop_files, leases=leases, gil_switch_s=w.gil_switch_ms / 1000,
-                              reader_options=w.reader_options())
+                              reader_options=w.reader_options(),
+                              max_fix_age_s=self.settings.positions.max_fix_age_s)
         t = threading.Thread(target=worker.run, args=(stop,), name="patrol-worker", daemon=True)
         t.start()
         return t
@@ -261,7 +262,9 @@ def cmd_analyze(args) -> int:
     from patrol.wiring import Parts
     from streams.frame import GeoPoint
     from streams.reader import SourceError
+    from streams.placement import View
     from streams.telemetry import TelemetryError
+    from streams.tracks import TrackError, parse_moment
     from vision.detector import DetectorError
 
     video = Path(args.video)
@@ -271,6 +274,12 @@ def cmd_analyze(args) -> int:
         return _fail(f"{video}: not a file")
     if args.srt and not Path(args.srt).is_file():
         return _fail(f"{args.srt}: no such SRT file")
+    if args.srt and args.track:
+        return _fail("give either --srt (DJI telemetry) or --track (GPX, NMEA, CSV), not both")
+    try:
+        start = parse_moment(args.start) if args.start else None
+    except TrackError as err:
+        return _fail(str(err))
     evidence = Path(args.evidence or (Path(tempfile.gettempdir()) / "patrol-analyze" / video.stem))
     with tempfile.TemporaryDirectory(prefix="patrol-analyze-") as tmp:
         try:
@@ -278,9 +287,11 @@ def cmd_analyze(args) -> int:
             parts = Parts(_settings(args), db_url=f"sqlite:///{Path(tmp) / 'cases.db'}", evidence_dir=evidence)
             zones = load_zones(args.zones) if args.zones else []
             loc = GeoPoint(args.lat, args.lon) if args.lat is not None and args.lon is not None else None
+            view = View(args.kind, args.heading, args.view_offset, args.hfov)
             result = analyze_video(parts, video, kind=args.kind, srt=args.srt, zones=zones, location=loc,
-                                   interval_s=args.interval, progress=_progress(not args.json and sys.stderr.isatty()))
-        except (SourceError, TelemetryError, ConfigError, DetectorError) as err:
+                                   interval_s=args.interval, progress=_progress(not args.json and sys.stderr.isatty()),
+                                   track=args.track, start=start, crs=args.crs, view=view)
+        except (SourceError, TelemetryError, TrackError, ConfigError, DetectorError) as err:
             return _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
         for w in result.warnings:
             print(f"patrol: warning: {w}", file=sys.stderr)
@@ -828,6 +839,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("video")
     a.add_argument("--kind", choices=["fixed", "vehicle", "drone", "mobile"], default="fixed")
     a.add_argument("--srt", help="DJI telemetry side-car: positions for every detection")
+    a.add_argument("--track", help="the camera's recorded track, GPX, NMEA or a t,lat,lon CSV (dashcams, phones): "
+                                   "each case is placed where the camera was at its time")
+    a.add_argument("--start", help="when the video's first frame was taken (ISO time, no zone = China time, or Unix "
+                                   "seconds), to line a track's times up with the video; default: the file's "
+                                   "creation_time")
+    a.add_argument("--crs", choices=["wgs84", "gcj02", "bd09"], default="wgs84",
+                   help="coordinate system of the track (phone map apps write gcj02 or bd09); default wgs84")
+    a.add_argument("--heading", type=float, metavar="DEG",
+                   help="the camera's view relative to the direction of travel (0 = ahead, 90 = right)")
+    a.add_argument("--view-offset", type=float, metavar="M",
+                   help="place cases this many metres ahead along the camera's view (default: at the camera)")
+    a.add_argument("--hfov", type=float, metavar="DEG", help="drone camera's horizontal field of view, to place "
+                                                              "a box on the ground from height and gimbal pitch")
     a.add_argument("--zones", help="YAML file of zones (no_vending, permitted_construction, watch)")
     a.add_argument("--lat", type=float, help="camera latitude (fixed cameras without telemetry)")
     a.add_argument("--lon", type=float, help="camera longitude")

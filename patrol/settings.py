@@ -127,6 +127,17 @@ class WorkerSettings(BaseModel):
                 "stall_timeout_s": self.stall_timeout_s, "deblock_key_frames": self.deblock_key_frames}
 
 
+class PositionSettings(BaseModel):
+    """Live positions of vehicles, phones and the drone (POST /api/v1/positions, patrol:positions)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_fix_age_s: float = Field(10.0, gt=0, le=600)  # an older fix leaves a sample's place unknown
+    max_distance_km: float = Field(30.0, gt=0)  # farther than this outside the city's grid (or sources): refused
+    future_s: float = Field(60.0, ge=0, le=3600)  # a fix this far ahead of the server's clock is refused
+    max_age_h: float = Field(24.0, gt=0)  # an older fix places nothing and is refused
+    stream_max: int = Field(200_000, ge=1000)  # entries kept in the Redis Stream (about 15 min of 200 senders at 1 Hz)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PATROL_", env_nested_delimiter="__", extra="forbid")
 
@@ -142,6 +153,7 @@ class Settings(BaseSettings):
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     delivery: DeliverySettings = DeliverySettings()
     auth: AuthSettings = AuthSettings()
+    positions: PositionSettings = PositionSettings()
     rules: dict[str, dict] = Field(default_factory=dict, description="per event type overrides of vision.rules")
 
     @field_validator("webhooks")

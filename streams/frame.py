@@ -24,6 +24,24 @@ class GeoPoint:
     alt: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CameraPose:
+    """Where a moving camera looks, as far as its telemetry tells.
+
+    ``heading``: degrees clockwise from north of the view's centre; ``pitch``: degrees
+    below (negative) or above the horizon, -90 straight down; ``height_m``: above the
+    ground under the camera; ``hfov_deg``: the picture's horizontal field of view;
+    ``offset_m``: how far ahead a ground camera's view is placed (a vehicle's or a
+    phone's camera sees the street in front of it, not the spot it stands on).
+    """
+
+    heading: float | None = None
+    pitch: float | None = None
+    height_m: float | None = None
+    hfov_deg: float | None = None
+    offset_m: float | None = None
+
+
 @dataclass(slots=True)
 class Frame:
     """A decoded sample, already at the size the detector works at.
@@ -33,6 +51,8 @@ class Frame:
     every reconnect, so their presentation times cannot order events).
     ``source_size`` is the (width, height) of the original video, so boxes found
     on the small sample can be reported in the video's own pixels.
+    ``geo`` is the camera's position when the sample was taken and ``pose`` where it
+    looked; a moving source's sample without a position says why in ``place_note``.
     """
 
     source_id: str
@@ -41,6 +61,8 @@ class Frame:
     index: int = 0  # sequence number of this sample on its source
     source_size: tuple[int, int] | None = None
     geo: GeoPoint | None = None
+    pose: CameraPose | None = None
+    place_note: str | None = None
     keyframe: bool = True
     extra: dict = field(default_factory=dict)
 

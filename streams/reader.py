@@ -13,6 +13,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -46,6 +47,7 @@ class VideoInfo:
     codec: str
     fps: float | None
     duration_s: float | None  # None for live streams
+    created: float | None = None  # Unix seconds of the recording's start, where the container says (creation_time)
 
 
 @dataclass(slots=True)
@@ -174,9 +176,23 @@ def probe(path_or_url: str, timeout_s: float = 5.0) -> VideoInfo:
             codec=ctx.name,
             fps=float(rate) if rate else None,
             duration_s=None if is_live_url(path_or_url) else _duration(container, stream),
+            created=_created(container, stream),
         )
     finally:
         container.close()
+
+
+def _created(container, stream) -> float | None:
+    """The recording's start from its ``creation_time`` tag (phones and dashcams write it, in UTC)."""
+    for tags in (stream.metadata, container.metadata):
+        value = (tags or {}).get("creation_time")
+        if value:
+            try:
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return None
 
 
 def _duration(container, stream) -> float | None:

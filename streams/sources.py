@@ -85,7 +85,11 @@ class Source(BaseModel):
     # Horizontal field of view, for placing a drone's detection on the ground under its box.
     hfov_deg: float | None = Field(None, gt=0, lt=180)
     grid: str | None = None
+    # GB/T 28181 device code (20 digits): MobilePosition notifications name the source by it
+    device_id: str | None = Field(None, pattern=r"^\d{20}$")
     srt: str | None = None  # DJI telemetry side-car for recorded drone footage
+    track: str | None = None  # recorded footage of a vehicle or phone: its GPX, NMEA or t,lat,lon CSV track
+    track_crs: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
     zones: list[Zone] = Field(default_factory=list)
     policy: SamplingPolicy | None = None
     enabled: bool = True
@@ -209,7 +213,7 @@ def parse_registry(raw: dict, origin: str = "<config>") -> Registry:
         raise ConfigError(f"{origin}: {_describe(err, raw)}") from None
     base = Path(origin).parent if origin != "<config>" else Path(".")
     for s in registry.sources:  # relative file paths are relative to the registry file
-        for attr in ("url", "sub_url", "srt"):
+        for attr in ("url", "sub_url", "srt", "track"):
             v = getattr(s, attr)
             if v and "://" not in v and not Path(v).is_absolute():
                 setattr(s, attr, str((base / v).resolve()))

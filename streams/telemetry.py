@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import math
 import os
 import re
 import statistics
@@ -57,12 +58,12 @@ _WORD = re.compile(r"[A-Za-z]+")
 # Values must be followed by a separator (or a closing bracket/parenthesis), so that a
 # number cut short by the end of a truncated file is never read as a smaller number.
 _KEY_VALUE = re.compile(
-    rf"\b(latitude|longitude|longtitude|altitude|rel_alt|abs_alt|gb_pitch)\s*:\s*({_NUM})(?=[\s\],])"
+    rf"\b(latitude|longitude|longtitude|altitude|rel_alt|abs_alt|gb_pitch|gb_yaw|focal_len)\s*:\s*({_NUM})(?=[\s\],])"
 )
 _GPS = re.compile(rf"\b(GPS|RTK)\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*(?:,\s*({_NUM})\s*(M?)\s*)?\)")
 _BAROMETER = re.compile(rf"\bBAROMETER\s*:\s*({_NUM})\s*(M?)(?![\d.])")
 _HEIGHT = re.compile(rf"\bH\s+({_NUM})\s*m\b")
-_GIMBAL_PRY = re.compile(rf"\bG\.PRY\s*\(\s*({_NUM})[^)]*\)")
+_GIMBAL_PRY = re.compile(rf"\bG\.PRY\s*\(\s*({_NUM})°?\s*,\s*({_NUM})°?\s*,\s*({_NUM})°?\s*\)")
 _WALLCLOCK = re.compile(
     r"\b(\d{4})[-./](\d{1,2})[-./](\d{1,2})\s+(\d{1,2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?(?:,(\d{1,3}))?"
 )
@@ -89,6 +90,15 @@ class TelemetrySample:
     wallclock: datetime | None = None
     gimbal_pitch: float | None = None
     end: float | None = None
+    gimbal_yaw: float | None = None  # where the camera looks, degrees clockwise from north
+    focal_mm: float | None = None  # 35 mm-equivalent focal length, hence the field of view
+
+    @property
+    def hfov_deg(self) -> float | None:
+        """Horizontal field of view of a 35 mm-equivalent focal length (36 mm wide frame)."""
+        if not self.focal_mm or self.focal_mm <= 0:
+            return None
+        return math.degrees(2 * math.atan(36.0 / (2 * self.focal_mm)))
 
     @property
     def has_fix(self) -> bool:
@@ -192,7 +202,9 @@ class _Fields:
     alt: float | None
     rel_alt: float | None
     gimbal_pitch: float | None
-    swapped: bool  # the GPS pair was read in the opposite order to the model's
+    swapped: bool
+    gimbal_yaw: float | None = None
+    focal_mm: float | None = None  # the GPS pair was read in the opposite order to the model's
 
 
 class _Notes:
@@ -225,12 +237,13 @@ def parse_srt(source: str | os.PathLike | bytes) -> Track:
     for cue in cues:
         body = _TAG.sub(" ", "\n".join(cue.body))
         fields = _read_fields(body)
-        lat = lon = alt = rel_alt = pitch = None
+        lat = lon = alt = rel_alt = pitch = yaw = focal = None
         if fields is None:
             notes.add("cues without any position", f"cue {cue.number} at {cue.start:.3f} s")
         else:
             dialects[fields.dialect] += 1
-            alt, rel_alt, pitch = fields.alt, fields.rel_alt, fields.gimbal_pitch
+            alt, rel_alt, pitch, yaw = fields.alt, fields.rel_alt, fields.gimbal_pitch, fields.gimbal_yaw
+            focal = fields.focal_mm
             if fields.swapped:
                 order = "lon, lat" if _LON_FIRST[fields.dialect] else "lat, lon"
                 notes.add(f"GPS pair not in the {fields.dialect} order ({order})",
@@ -242,7 +255,8 @@ def parse_srt(source: str | os.PathLike | bytes) -> Track:
                           f"cue {cue.number}: lat {fields.lat}, lon {fields.lon}")
             else:
                 lat, lon = fields.lat, fields.lon
-        samples.append(TelemetrySample(cue.start, lat, lon, alt, rel_alt, _wallclock(body), pitch, cue.end))
+        samples.append(TelemetrySample(cue.start, lat, lon, alt, rel_alt, _wallclock(body), pitch, cue.end,
+                                       yaw % 360.0 if yaw is not None else None, focal))
     if not dialects:
         raise TelemetryError(f"{name}: no GPS position in any of its {len(cues)} cues; not DJI telemetry?")
     if any(b.t < a.t for a, b in zip(samples, samples[1:])):
@@ -333,7 +347,11 @@ def _read_fields(body: str) -> _Fields | None:
         else:
             dialect = "mavic3"
         alt = pairs.get("altitude", pairs.get("abs_alt"))
-        return _Fields(dialect, pairs["latitude"], lon, alt, pairs.get("rel_alt"), pairs.get("gb_pitch"), False)
+        focal = pairs.get("focal_len")
+        if focal is not None and focal > 100:  # most models write tenths of a millimetre (240 = 24 mm)
+            focal /= 10.0
+        return _Fields(dialect, pairs["latitude"], lon, alt, pairs.get("rel_alt"), pairs.get("gb_pitch"), False,
+                       pairs.get("gb_yaw"), focal)
 
     gps = _GPS.search(body)
     if gps is None:
@@ -351,8 +369,9 @@ def _read_fields(body: str) -> _Fields | None:
     lat, lon, swapped = _order(float(a), float(b), _LON_FIRST[dialect])
     height = _HEIGHT.search(body)
     rel_alt = float(barometer.group(1)) if barometer else float(height.group(1)) if height else None
-    pitch = _GIMBAL_PRY.search(body)
-    return _Fields(dialect, lat, lon, None, rel_alt, float(pitch.group(1)) if pitch else None, swapped)
+    gimbal = _GIMBAL_PRY.search(body)
+    pitch, yaw = (float(gimbal.group(1)), float(gimbal.group(3))) if gimbal else (None, None)
+    return _Fields(dialect, lat, lon, None, rel_alt, pitch, swapped, yaw)
 
 
 def _order(a: float, b: float, lon_first: bool) -> tuple[float, float, bool]:
@@ -440,6 +459,8 @@ def _cue_text(n: int, s: TelemetrySample, end: float, dialect: str) -> str:
         items.append(f"[{' '.join(heights)}]")
     if s.gimbal_pitch is not None:
         items.append(f"[gb_pitch: {s.gimbal_pitch:.1f}]")
+    if s.gimbal_yaw is not None:
+        items.append(f"[gb_yaw: {s.gimbal_yaw:.1f}]")
     lines.append(" ".join(items) + " </font>")
     return "\n".join(lines)
 

@@ -35,6 +35,7 @@ class Event:
     evidence_ts: float | None = None
     lat: float | None = None
     lon: float | None = None
+    place: str | None = None  # how lat/lon were found, or why a moving source's place is unknown
     model_version: str = ""
     trace: list[str] = field(default_factory=list)
     snapshot: bytes | None = None  # JPEG with the box drawn; small

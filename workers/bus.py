@@ -15,6 +15,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from streams.crs import to_wgs84
+from streams.positions import Fix
 from vision.events import Event
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,8 @@ DEAD_EVENTS = "patrol:events:dead"
 BUILDERS = "case-builders"
 SOURCE_STATE = "patrol:source:"  # + source id -> hash of the reader's and pipeline's state
 SOURCES = "patrol:sources"  # set of source ids that have reported
+POSITIONS = "patrol:positions"  # positions of moving sources, WGS84 (what senders post, or gateways add)
+LAST_FIX = "patrol:positions:last"  # hash: source id -> the intake's newest trusted and pending fix (JSON)
 WORKERS = "patrol:worker:"  # + worker id -> hash, expires when the worker stops renewing it
 MAX_DELIVERIES = 5  # after this many failed attempts an entry goes to the dead-letter stream
 
@@ -65,6 +69,28 @@ class EmbeddedRedis:
             pass
         finally:
             client.close()
+
+
+_FIX_FIELDS = ("alt", "heading", "speed", "accuracy_m", "height_m", "pitch")
+
+
+def position_fields(source_id: str, fix: Fix) -> dict[str, str]:
+    """A fix as a stream entry: flat strings, only the fields it has."""
+    out = {"source_id": source_id, "t": repr(fix.t), "lat": repr(fix.lat), "lon": repr(fix.lon)}
+    for name in _FIX_FIELDS:
+        value = getattr(fix, name)
+        if value is not None:
+            out[name] = repr(value)
+    return out
+
+
+def fix_from_fields(fields: dict) -> tuple[str, Fix]:
+    """A stream entry back as (source id, WGS84 fix); an entry a gateway wrote with ``crs`` is converted."""
+    f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+         for k, v in fields.items()}
+    lat, lon = to_wgs84(float(f["lat"]), float(f["lon"]), f.get("crs") or "wgs84")
+    extra = {name: float(f[name]) for name in _FIX_FIELDS if f.get(name) not in (None, "")}
+    return f["source_id"], Fix(float(f["t"]), lat, lon, **extra)
 
 
 class Bus:
@@ -124,6 +150,28 @@ class Bus:
             return int(self.r.xpending(EVENTS, group)["pending"])
         except redis.ResponseError:
             return 0
+
+    # -- positions of moving sources ---------------------------------------------------
+    def publish_positions(self, fixes: list[tuple[str, Fix]], maxlen: int = 200_000) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for source_id, fix in fixes:
+            pipe.xadd(POSITIONS, position_fields(source_id, fix), maxlen=maxlen, approximate=True)
+        pipe.execute()
+
+    def read_positions(self, after: str, count: int = 5000) -> list[tuple[str, dict]]:
+        """Entries after the id ``after`` (``"0"``, or ``"<ms>-0"`` for "since then"), oldest first."""
+        reply = self.r.xread({POSITIONS: after}, count=count)
+        return [(eid.decode(), fields) for _, entries in reply or [] for eid, fields in entries]
+
+    def last_fixes(self, source_ids: list[str]) -> dict[str, dict]:
+        if not source_ids:
+            return {}
+        values = self.r.hmget(LAST_FIX, source_ids)
+        return {sid: json.loads(v) for sid, v in zip(source_ids, values) if v}
+
+    def set_last_fixes(self, fixes: dict[str, dict]) -> None:
+        if fixes:
+            self.r.hset(LAST_FIX, mapping={sid: json.dumps(v) for sid, v in fixes.items()})
 
     # -- source and worker state ------------------------------------------------------
     def set_source_state(self, source_id: str, state: dict) -> None:

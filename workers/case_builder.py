@@ -51,7 +51,7 @@ class CaseBuilderService:
     def handle(self, event: Event) -> None:
         src = self._source(event.source_id)
         kind = src.kind if src else "fixed"
-        if event.lat is None and src is not None and src.lat is not None:
+        if event.lat is None and src is not None and src.lat is not None and not src.moves:
             event.lat, event.lon = src.lat, src.lon  # a fixed camera's place is the event's place
         self.builder.apply(event, kind, src.grid if src else None)
 

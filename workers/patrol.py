@@ -30,11 +30,15 @@ import redis
 
 from streams.live import LiveReader
 from streams.sources import Source
-from streams.telemetry import Track, parse_srt
+from streams.placement import DEFAULT_MAX_FIX_AGE_S, Positions, SrtPositions, View, place_sample, recorded_track
+from streams.reader import probe
+from streams.telemetry import parse_srt
+from streams.tracks import align, read_track
 from vision.pipeline import Pipeline
 from workers.bus import WORKERS, Bus
 from workers.leases import LeaseManager
 from workers.main_grab import MainStreamEvidence, parse_size, uses_sub_stream
+from workers.positions import PositionFeed
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,7 @@ class PatrolWorker:
     def __init__(self, bus: Bus, pipeline: Pipeline, sources: list[Source], worker_id: str | None = None,
                  max_side: int = 640, loop_files: bool = False, reader_options: dict | None = None,
                  state_every_s: float = 2.0, leases: LeaseManager | None = None, lease_every_s: float | None = None,
-                 gil_switch_s: float | None = None):
+                 gil_switch_s: float | None = None, max_fix_age_s: float = DEFAULT_MAX_FIX_AGE_S):
         self.bus = bus
         self.gil_switch_s = gil_switch_s
         self.pipeline = pipeline
@@ -108,7 +112,11 @@ class PatrolWorker:
         self.reader_options = reader_options or {}
         self.state_every_s = state_every_s
         self.readers: dict[str, LiveReader] = {}
-        self.tracks: dict[str, Track] = {}
+        # recorded footage replayed with its telemetry (SRT) or track: placed by file time
+        self.tracks: dict[str, Positions] = {}
+        # live moving sources: placed by the positions their senders post, by capture time
+        self.positions = PositionFeed(bus, {s.id: s.kind for s in self.sources.values() if s.moves},
+                                      max_age_s=max_fix_age_s)
         self.details: dict[str, str] = {}  # source id -> what its reader said on entering its state
         self.unsent: list = []  # events waiting for Redis to come back
         # last_batch: samples in the latest patrol step; detect_batch: how many of them the
@@ -136,7 +144,10 @@ class PatrolWorker:
         self.pipeline.add_source(src.id, src.zones, gate=pol.gate, recheck_s=pol.recheck_s,
                                  moving=src.kind != "fixed")
         if src.srt:  # recorded flight replayed: positions from its telemetry, by file time
-            self.tracks[src.id] = parse_srt(src.srt)
+            self.tracks[src.id] = SrtPositions(parse_srt(src.srt))
+        elif src.track:  # recorded drive replayed with its GPX/NMEA/CSV track
+            fixes = align(read_track(src.track, src.track_crs), probe(src.url).created, src.track)
+            self.tracks[src.id] = recorded_track(fixes, self.positions.max_age_s, src.kind)
         self.readers[src.id] = reader.start()
 
     def _on_state(self, source_id: str, state: str, detail: str) -> None:
@@ -189,6 +200,9 @@ class PatrolWorker:
                     st.update(analysed=ps.analysed, gated=ps.gated)
                 st.update(worker=self.worker_id, kind=self.sources[sid].kind, name=self.sources[sid].name,
                           detail=self.details.get(sid, ""))
+                fix = self.positions.last_fix(sid)
+                if fix is not None:
+                    st["fix"] = fix
                 if st.get("last_sample_ts"):
                     st["age_s"] = round(time.time() - st["last_sample_ts"], 1)  # of the reader's newest sample
                 lag = self.lag.get(sid)
@@ -208,10 +222,9 @@ class PatrolWorker:
         # (a sample a reader published just as it stopped may outlive its source's pipeline state)
         frames = [f for f in (r.latest() for r in self.readers.values())
                   if f is not None and f.source_id in self.pipeline.sources]
+        self.positions.poll()
         for f in frames:
-            track = self.tracks.get(f.source_id)
-            if track is not None and "pts" in f.extra:
-                f.geo = track.position_at(f.extra["pts"])
+            self._place(f)
         events = []
         if frames:
             t0 = time.perf_counter()
@@ -229,6 +242,18 @@ class PatrolWorker:
             events.extend(self.pipeline.remove_source(sid))
         self._emit(events)
         return len(frames)
+
+    def _place(self, frame) -> None:
+        """Put a moving source's sample where its camera was when it was taken."""
+        src = self.sources.get(frame.source_id)
+        if src is None or not src.moves:
+            return
+        track = self.tracks.get(frame.source_id)
+        if track is not None:
+            if "pts" in frame.extra:
+                place_sample(frame, track.at(frame.extra["pts"]), View.of(src))
+            return
+        place_sample(frame, self.positions.at(frame.source_id, frame.ts), View.of(src))
 
     # -- which sources this worker patrols ---------------------------------------------
     def _try_start(self, src: Source) -> None:

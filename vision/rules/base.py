@@ -17,6 +17,7 @@ from shapely.geometry import Point, Polygon
 from shapely.prepared import prep
 
 from streams.frame import Frame, is_wall_clock
+from streams.geo import place
 from vision.detections import Detections
 from vision.events import Event
 from vision.evidence import RecentSamples, Sample, clean_frame, draw_snapshot, make_clip
@@ -241,8 +242,8 @@ class EventRule:
         if ev is not None:
             ev.last_seen = frame.ts
             ev.hits += 1
-            if frame.geo is not None:
-                ev.lat, ev.lon = frame.geo.lat, frame.geo.lon
+            if ev.lat is None and frame.geo is not None:  # the first sighting with a known place
+                _locate(ev, frame, (x1, y1, x2, y2))
         best = ev.confidence if ev is not None else track.best_conf
         if conf > best:
             track.best_frame = frame
@@ -284,8 +285,7 @@ class EventRule:
         ev.snapshot = ev.frame = None  # drawn (and encoded clean) lazily when published
         ev.boxes = [list(b) for b in track.best_boxes or []]
         ev.frame_size = tuple(int(v) for v in (frame.source_size or frame.size))  # the pixels of bbox and boxes
-        if frame.geo is not None:
-            ev.lat, ev.lon = frame.geo.lat, frame.geo.lon
+        _locate(ev, frame, track.best_box_px)
 
     def _open(self, track: _Track, zone, start: float, hits: int, now: float) -> Event:
         ev = Event(
@@ -356,12 +356,29 @@ class EventRule:
         if self._excluded:
             lines.append(f"detections inside {cfg.excluded_role.replace('_', ' ')} zones "
                          f"({', '.join(z.name for z in self._excluded)}) are ignored")
+        if ev.place:
+            lines.append(f"place: {ev.place}")
         if ev.state == "closed":
             lines.append(f"ended: not seen for {cfg.absence_s:.0f} s")
         return lines
 
 
 CITY_TZ = timezone(timedelta(hours=8))  # the command centre reads China Standard Time
+
+
+def _locate(ev: Event, frame: Frame, box) -> None:
+    """Place the event where the sample shows it: the ground point of the box's foot when
+    the sample has a position (moving sources), or say why it has none. A sighting without
+    a place never erases the place of an earlier one."""
+    if frame.geo is None:
+        if ev.lat is None and frame.place_note:
+            ev.place = frame.place_note
+        return
+    w, h = frame.size
+    foot = ((box[0] + box[2]) / 2 / w, box[3] / h) if box is not None else (0.5, 0.5)
+    spot = place(frame.geo, frame.pose, foot, aspect=w / h)
+    ev.lat, ev.lon = spot.point.lat, spot.point.lon
+    ev.place = f"{spot.how}; camera position: {frame.place_note}" if frame.place_note else spot.how
 
 
 def _when(ts: float) -> str:
