@@ -290,7 +290,8 @@ def cmd_analyze(args) -> int:
             view = View(args.kind, args.heading, args.view_offset, args.hfov)
             result = analyze_video(parts, video, kind=args.kind, srt=args.srt, zones=zones, location=loc,
                                    interval_s=args.interval, progress=_progress(not args.json and sys.stderr.isatty()),
-                                   track=args.track, start=start, crs=args.crs, view=view)
+                                   track=args.track, start=start, crs=args.crs, view=view,
+                                   max_fix_age_s=args.max_fix_age or parts.settings.positions.max_fix_age_s)
         except (SourceError, TelemetryError, TrackError, ConfigError, DetectorError) as err:
             return _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
         for w in result.warnings:
@@ -846,6 +847,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "creation_time")
     a.add_argument("--crs", choices=["wgs84", "gcj02", "bd09"], default="wgs84",
                    help="coordinate system of the track (phone map apps write gcj02 or bd09); default wgs84")
+    a.add_argument("--max-fix-age", type=float, metavar="S",
+                   help="a sample farther than this from the track's nearest point has no position "
+                        "(default: positions.max_fix_age_s, 10 s)")
     a.add_argument("--heading", type=float, metavar="DEG",
                    help="the camera's view relative to the direction of travel (0 = ahead, 90 = right)")
     a.add_argument("--view-offset", type=float, metavar="M",
