@@ -25,6 +25,8 @@ from .platform import local_time
 from .store import CaseError, CaseNotFound, DraftCase, DraftCaseView, Store, approvals
 
 METRES_PER_DEGREE = math.pi * EARTH_RADIUS_M / 180
+HISTORY_COLUMNS = (DraftCase.id, DraftCase.case_no, DraftCase.status, DraftCase.review_reason, DraftCase.first_seen,
+                   DraftCase.created_at, DraftCase.lat, DraftCase.lon, DraftCase.grid)  # not the whole row: a busy place has many
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +76,9 @@ def place_history(s: Session, case: DraftCase | DraftCaseView, rules: HandlingRu
     if not near:
         return []
     # created_at >= since is implied by first_seen >= since (a case is made after it is first seen)
-    rows = s.scalars(select(DraftCase).where(DraftCase.event_type == case.event_type, DraftCase.id != case.id,
-                                             DraftCase.created_at >= since, or_(*near))).all()
-    found: list[tuple[DraftCase, datetime, float | None, bool]] = []
+    rows = s.execute(select(*HISTORY_COLUMNS).where(DraftCase.event_type == case.event_type, DraftCase.id != case.id,
+                                                    DraftCase.created_at >= since, or_(*near))).all()
+    found: list[tuple[Any, datetime, float | None, bool]] = []
     for row in rows:
         when = seen_at(row)
         if not (since <= when < at or (when == at and row.id < case.id)):
