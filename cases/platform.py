@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from streams.frame import is_wall_clock
 
 from . import cursor, feed
-from .store import CHINA_TZ, DraftCase, DraftCaseView
+from .handling import HANDLING_NAMES_ZH, HANDLINGS
+from .store import CHINA_TZ, DraftCase, DraftCaseView, approvals
 from .taxonomy import SOURCE_KIND_NAMES
 
 CRS = "WGS84"  # CGCS2000 agrees to about a metre
@@ -31,6 +32,8 @@ CASE_EXAMPLE: dict[str, Any] = {
     "address": "东门街 12 号", "lat": 30.5931, "lon": 114.3054, "crs": "WGS84", "grid_code": "42011700200818",
     "found_at": "2026-11-29T10:58:20+08:00", "approved_at": "2026-11-29T11:12:45+08:00",
     "approved_by": "analyst.wang", "confidence": 0.91, "model_version": "patrol-v1",
+    "handling": {"handling": "management", "handling_zh": "管理（责令整改）", "hint": "management",
+                 "hint_zh": "管理（责令整改）", "history_count": 2},
     "evidence": {"snapshot_url": "https://patrol.example.gov.cn/api/v1/feed/cases/CP-20261129-0007/snapshot",
                  "clip_url": None},
 }
@@ -68,6 +71,30 @@ class Evidence(BaseModel):
                                                    "null: this version keeps snapshots only")
 
 
+class Handling(BaseModel):
+    """The city's 721 handling of a case, as decided when it was approved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    handling: Literal["service", "management", "enforcement"] = Field(
+        description="what the analyst chose: service (服务, 劝导 guidance), management (管理, 责令整改 an order "
+                    "to rectify) or enforcement (执法, 立案 a penalty case)")
+    handling_zh: str
+    hint: Literal["service", "management", "enforcement"] = Field(
+        description="what the place's history suggested (the city's rules); may differ from handling")
+    hint_zh: str
+    history_count: int = Field(description="earlier confirmed cases of the type at the place in the rules' window")
+
+
+def handling(details: dict[str, Any] | None) -> Handling | None:
+    """The handling an approval recorded (``Store.approve``); None for one approved without it."""
+    d = details or {}
+    if d.get("handling") not in HANDLINGS or d.get("hint") not in HANDLINGS:
+        return None
+    return Handling(handling=d["handling"], handling_zh=HANDLING_NAMES_ZH[d["handling"]], hint=d["hint"],
+                    hint_zh=HANDLING_NAMES_ZH[d["hint"]], history_count=int(d.get("history_count") or 0))
+
+
 class PlatformCase(BaseModel):
     """A confirmed case (an analyst approved it), as the case platform takes it."""
 
@@ -97,6 +124,9 @@ class PlatformCase(BaseModel):
     approved_by: str = Field(description="the analyst who approved it")
     confidence: float = Field(description="the detector's best confidence, 0–1")
     model_version: str = Field(description="detector model that found it")
+    handling: Handling | None = Field(None, description="the 721 handling (服务 / 管理 / 执法) chosen at approval, "
+                                                        "with the hint and the place's history count; null for "
+                                                        "cases approved before handlings were recorded")
     evidence: Evidence
 
 
@@ -131,7 +161,8 @@ class PlatformEvent(BaseModel):
     case_no: str | None
 
 
-def platform_case(case: DraftCaseView, seq: int, public_url: str) -> PlatformCase:
+def platform_case(case: DraftCaseView, seq: int, public_url: str, approval: dict[str, Any] | None = None) -> PlatformCase:
+    """``approval``: the approve action's details (``Store.approval``), which hold the handling."""
     if case.status != "approved" or case.reviewed_at is None or not case.reviewer:
         raise ValueError(f"case {case.case_no} is {case.status}, not approved: the platform takes confirmed cases only")
     base = public_url.rstrip("/")
@@ -142,7 +173,7 @@ def platform_case(case: DraftCaseView, seq: int, public_url: str) -> PlatformCas
         major_code=case.major, major_name=case.major_name, minor_code=case.minor, minor_name=case.minor_name,
         description=case.description, address=case.address, lat=case.lat, lon=case.lon, grid_code=case.grid,
         found_at=found, approved_at=local_time(case.reviewed_at), approved_by=case.reviewer,
-        confidence=round(case.confidence, 4), model_version=case.model_version,
+        confidence=round(case.confidence, 4), model_version=case.model_version, handling=handling(approval),
         # the feed's own evidence route: a platform token may fetch what it was sent, and no draft's
         evidence=Evidence(snapshot_url=f"{base}/api/v1/feed/cases/{case.case_no}/snapshot"
                           if case.snapshot_key else None, clip_url=None),
@@ -174,7 +205,9 @@ def case_page(session: Session, after: str | None, limit: int, public_url: str) 
     rows, more, position = feed.entries(session, feed.CASES, after, limit)
     ids = [r.case_id for r in rows]
     cases = {c.id: c for c in session.scalars(select(DraftCase).where(DraftCase.id.in_(ids)))} if ids else {}
-    items = [platform_case(DraftCaseView.model_validate(cases[r.case_id]), r.seq, public_url) for r in rows]
+    approved = approvals(session, ids)
+    items = [platform_case(DraftCaseView.model_validate(cases[r.case_id]), r.seq, public_url, approved.get(r.case_id))
+             for r in rows]
     return CaseFeedPage(items=items, next_cursor=cursor.encode(feed.CASES, rows[-1].seq if rows else position),
                         has_more=more)
 

@@ -243,6 +243,12 @@ class Store:
         with self._writes.begin() as session:
             yield session
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read session (for the case domain's own readers)."""
+        with self._reads() as session:
+            yield session
+
     def lock(self, session: Session, name: str) -> None:
         """Serialise writers that must see each other's rows (e.g. two case builders
         deciding whether to merge). SQLite's BEGIN IMMEDIATE already does; on
@@ -347,17 +353,28 @@ class Store:
 
     # -- review ----------------------------------------------------------------
 
-    def approve(self, case_id: int, actor: str) -> DraftCaseView:
+    def approve(self, case_id: int, actor: str, handling: Mapping[str, Any] | None = None) -> DraftCaseView:
         """Approve a draft. In the same transaction: its entry in the case feed, an
         outbox row per subscribed webhook, and the audit record — so an approval
-        is never without its delivery, whatever crashes afterwards."""
+        is never without its delivery, whatever crashes afterwards.
+
+        ``handling`` (the 721 handling chosen and the hint shown, see
+        ``place_history.approve``) is kept in the review action's details: the feed,
+        the webhooks and later cases at the place read it from there."""
+        details = dict(handling or {})
         with self.transaction() as s:
             case = self._draft_for_review(s, case_id, "approve")
-            self._decide(s, case, "approve", actor, {})
+            self._decide(s, case, "approve", actor, details)
             seq = feed.append_case(s, case)
             outbox.enqueue(s, self.webhooks.get("case.approved", ()), "case.approved", case, seq)
-            audit.record(s, case.reviewer, "case.approve", f"case:{case.case_no}", {"case_id": case.id, "feed_seq": seq})
+            audit.record(s, case.reviewer, "case.approve", f"case:{case.case_no}",
+                         {"case_id": case.id, "feed_seq": seq, **details})
             return DraftCaseView.model_validate(case)
+
+    def approval(self, case_id: int) -> dict[str, Any] | None:
+        """The details its approval recorded (the handling), or None for a case never approved."""
+        with self._reads() as s:
+            return approvals(s, [case_id]).get(case_id)
 
     def reject(self, case_id: int, actor: str, reason: str, note: str | None = None) -> DraftCaseView:
         if reason not in REJECT_REASONS:
@@ -509,6 +526,16 @@ class Store:
         case.reviewer, case.reviewed_at, case.updated_at = actor, now, now
         s.add(ReviewAction(case_id=case.id, action=action, actor=actor, at=now, details=details))
         s.flush()
+
+
+def approvals(s: Session, case_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The approve action's details of each approved case among ``case_ids``."""
+    if not case_ids:
+        return {}
+    rows = s.execute(select(ReviewAction.case_id, ReviewAction.details)
+                     .where(ReviewAction.case_id.in_(list(case_ids)), ReviewAction.action == "approve")
+                     .order_by(ReviewAction.id))
+    return {case_id: dict(details or {}) for case_id, details in rows}
 
 
 def merged_into(s: Session, case: DraftCase) -> DraftCase | None:

@@ -181,6 +181,9 @@ def _print_demo_users(rt: Runtime, data_dir: Path) -> None:
 
 def cmd_serve(args) -> int:
     settings = _settings(args)
+    from cases.handling import load_handling
+
+    load_handling(settings.cases.handling_file)  # the city's 721 rules: a mistake stops the start, not an approval
     rt = Runtime(settings)
     stop = _stop_on_signals()
     if not args.no_builder:
@@ -1026,11 +1029,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from cases.grid import GridError
+    from cases.handling import HandlingError
     from cases.taxonomy import TaxonomyError
 
     try:
         return args.fn(args)
-    except (ConfigError, TaxonomyError, GridError) as err:  # the city's files: say which and where
+    except (ConfigError, TaxonomyError, HandlingError, GridError) as err:  # the city's files: say which and where
         return _fail(str(err))
     except KeyboardInterrupt:
         return 130

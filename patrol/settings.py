@@ -37,6 +37,7 @@ class CaseSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     codes_file: Path = ROOT / "config" / "event_codes.csv"
     categories_file: Path = ROOT / "config" / "categories.yaml"
+    handling_file: Path = ROOT / "config" / "handling.yaml"  # the 721 handling rules (cases/handling.py)
     grid_file: Path | None = ROOT / "config" / "grid.geojson"
     cooldown_s: float = Field(300.0, ge=0)
     merge_radius_m: float = Field(30.0, ge=0)
@@ -183,7 +184,7 @@ class Settings(BaseSettings):
 
 
 PATH_KEYS = {(): ("sources", "data_dir"), ("model",): ("weights",),
-             ("cases",): ("codes_file", "categories_file", "grid_file"), ("uploads",): ("dir",)}
+             ("cases",): ("codes_file", "categories_file", "handling_file", "grid_file"), ("uploads",): ("dir",)}
 
 
 def _resolve_paths(raw: dict, base: Path) -> None:

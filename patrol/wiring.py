@@ -23,7 +23,7 @@ class Parts:
     def fork(self, db_url: str, evidence_dir=None) -> "Parts":
         """Parts over another database that share what is already loaded (model, codes, grid)."""
         other = Parts(self.settings, db_url=db_url, evidence_dir=evidence_dir or self._evidence_dir)
-        for name in ("taxonomy", "grid", "detector", "rules"):
+        for name in ("taxonomy", "handling", "grid", "detector", "rules"):
             if name in self.__dict__:
                 other.__dict__[name] = self.__dict__[name]
         return other
@@ -32,6 +32,12 @@ class Parts:
     def taxonomy(self) -> Taxonomy:
         c = self.settings.cases
         return Taxonomy.load(c.codes_file, c.categories_file)
+
+    @cached_property
+    def handling(self):
+        from cases.handling import load_handling
+
+        return load_handling(self.settings.cases.handling_file)
 
     @cached_property
     def grid(self) -> GridIndex | None:

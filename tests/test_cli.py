@@ -134,3 +134,13 @@ def test_a_broken_category_mapping_is_a_one_line_error(tmp_path):
     settings = tmp_path / "patrol.yaml"
     settings.write_text(yaml.safe_dump({"cases": {"categories_file": str(categories)}}))
     assert_one_line_error(patrol("--config", settings, "analyze", VIDEO), "categories.yaml", "not valid YAML")
+
+
+def test_a_broken_handling_file_stops_serve_with_a_one_line_error(tmp_path):
+    handling = tmp_path / "handling.yaml"
+    handling.write_text("management_after: 0\n")
+    settings = tmp_path / "patrol.yaml"
+    settings.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"),
+                                        "cases": {"handling_file": str(handling)}}))
+    assert_one_line_error(patrol("--config", settings, "serve"), "handling.yaml", "management_after",
+                          "at least 1")

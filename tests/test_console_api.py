@@ -280,3 +280,20 @@ def test_stream_ends_when_the_server_stops(server, app, parts):
         started = time.monotonic()
         rest = list(lines)  # returns once the server ends the response
     assert time.monotonic() - started < 2.0 and not any(line.startswith("data:") for line in rest)
+
+
+def test_case_detail_shows_the_721_hint_and_the_place_history(analyst, drafts, parts):
+    first = drafts[0]
+    assert analyst.post(f"/api/v1/cases/{first.id}/approve", json={"handling": "management"}).status_code == 200
+    later = parts.builder.apply(event("fixed-east-gate", "street_vending", EAST_GATE, T0 + 86_400), "fixed")
+    html = analyst.get(f"/ui/cases/{later.id}").text
+    assert 'data-hint="enforcement"' in html and "建议 执法（立案） · enforcement" in html
+    assert '<b class="history-count">1</b>' in html
+    # the earlier case: its number, its date in China time, its outcome
+    seen = datetime.fromtimestamp(T0, timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M")
+    assert re.search(rf'<li class="counted" data-case-id="{first.id}"><b>{first.case_no}</b> · {seen}\s+'
+                     r"· 已确认 Approved · 管理（责令整改） · 0 m</li>", html), html
+    # the approved case's own record says what was chosen and what was suggested
+    mine = analyst.get(f"/ui/cases/{first.id}").text
+    assert "已选 chosen: <b class=\"chosen\">管理（责令整改） · management</b>" in mine
+    assert "approve</b> · 管理（责令整改） (suggested 服务（劝导）)" in mine

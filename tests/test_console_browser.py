@@ -203,10 +203,13 @@ def test_an_analyst_reviews_the_queue_with_the_keyboard_alone(stack, browser):
     page.wait_for_selector(f'#items .item[data-id="{later}"]', timeout=15_000)
     assert int(selected(page)["id"]) == queue[0]  # the analyst's place is kept
 
-    # -- approve (a): the case leaves the draft queue, the next one is selected
+    # -- approve (a, then a: with the suggested 721 handling): the case leaves the draft queue, the next is selected
     approved = selected(page)
     kb.press("a")
+    page.wait_for_selector("#overlay:not([hidden]) #handlings li.active")
+    kb.press("a")
     wait_status(parts, int(approved["id"]), "approved")
+    assert parts.store.approval(int(approved["id"]))["handling"] == approved["hint"]
     page.wait_for_selector(f'#items .item[data-id="{approved["id"]}"]', state="detached")
 
     # -- reject as a false alarm (r, 1)
@@ -266,6 +269,7 @@ def test_an_analyst_reviews_the_queue_with_the_keyboard_alone(stack, browser):
     message = json.loads(body)
     assert message["event"] == "case.approved" and message["data"]["case_no"] == approved["caseNo"]
     assert message["data"]["approved_by"] == ANALYST
+    assert message["data"]["handling"]["handling"] == message["data"]["handling"]["hint"] == approved["hint"]
 
     # -- the source status page lists every source of the registry
     page.goto(base + "/sources")

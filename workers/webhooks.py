@@ -115,7 +115,8 @@ class WebhookDelivery:
             raise LookupError(f"case {delivery.case_no} (id {delivery.case_id}) is not in the store")
         message = {"id": delivery.idempotency_key, "event": delivery.event,
                    "created_at": local_time(delivery.created_at),
-                   "data": platform_case(case, delivery.feed_seq, self.public_url).model_dump(mode="json")}
+                   "data": platform_case(case, delivery.feed_seq, self.public_url,
+                                         self.store.approval(case.id)).model_dump(mode="json")}
         return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
 
     def attempt(self, delivery: outbox.Delivery) -> outbox.Delivery:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.auth import Principal, require
 from api.deps import parts as get_parts
+from cases import place_history
 from cases.store import CaseError, CaseNotFound, CasePage, DraftCaseView, ReviewActionView
 from cases.taxonomy import TaxonomyError
 from patrol.wiring import Parts
@@ -18,8 +19,39 @@ router = APIRouter(prefix="/api/v1", tags=["cases"])
 analyst = require("analyst")  # and admin (api/auth.py)
 
 
+Handling = Literal["service", "management", "enforcement"]
+
+
+class PastCaseOut(BaseModel):
+    case_id: int
+    case_no: str
+    seen_at: str | None = Field(description="first seen, ISO 8601 in China time (+08:00)")
+    status: Literal["draft", "approved", "rejected"]
+    handling: Handling | None = Field(description="the handling its approval chose")
+    handling_zh: str | None
+    review_reason: str | None = Field(description="why it was rejected")
+    distance_m: float | None = Field(description="from this case; null when either has no position")
+    same_cell: bool
+    counted: bool = Field(description="an occurrence (approved); rejected ones and drafts are listed, not counted")
+
+
+class HandlingOut(BaseModel):
+    """The city's 721 handling for the case (config/handling.yaml), computed when read."""
+
+    hint: Handling = Field(description="suggested: service (劝导), management (责令整改) or enforcement (立案)")
+    hint_zh: str
+    reason: str = Field(description="why, in words")
+    history_count: int = Field(description="earlier occurrences at the place in the window")
+    chosen: Handling | None = Field(description="what the approval chose; null for a draft or rejected case")
+    chosen_zh: str | None
+    window_days: float
+    radius_m: float
+    history: list[PastCaseOut] = Field(description="earlier cases of the type at the place, newest first")
+
+
 class CaseOut(DraftCaseView):
     snapshot_url: str | None = None
+    handling: HandlingOut | None = None
 
 
 class CaseDetail(CaseOut):
@@ -51,6 +83,10 @@ class Actor(BaseModel):
         return principal.username
 
 
+class Approval(Actor):
+    handling: Handling | None = Field(None, description="the 721 handling; default: the case's hint")
+
+
 class Rejection(Actor):
     reason: Literal["false_alarm", "duplicate", "permitted", "other"]
     note: str | None = Field(None, max_length=500)
@@ -76,9 +112,14 @@ class Reclassification(Actor):
         return self
 
 
-def _out(case: DraftCaseView) -> CaseOut:
-    url = f"/api/v1/cases/{case.id}/snapshot" if case.snapshot_key else None
-    return CaseOut(**case.model_dump(), snapshot_url=url)
+def _outs(parts: Parts, cases: list[DraftCaseView]) -> list[CaseOut]:
+    handling = place_history.handling_of(parts.store, parts.handling, cases)
+    return [CaseOut(**c.model_dump(), snapshot_url=f"/api/v1/cases/{c.id}/snapshot" if c.snapshot_key else None,
+                    handling=handling[c.id].as_dict()) for c in cases]
+
+
+def _out(parts: Parts, case: DraftCaseView) -> CaseOut:
+    return _outs(parts, [case])[0]
 
 
 def _case_or_404(parts: Parts, case_id: int) -> DraftCaseView:
@@ -88,9 +129,9 @@ def _case_or_404(parts: Parts, case_id: int) -> DraftCaseView:
     return case
 
 
-def _review(fn):
+def _review(parts: Parts, fn):
     try:
-        return _out(fn())
+        return _out(parts, fn())
     except CaseNotFound as err:
         raise HTTPException(404, str(err)) from None
     except CaseError as err:
@@ -113,26 +154,28 @@ def list_cases(
 ):
     page: CasePage = parts.store.list_cases(status=status, event_type=event_type, source_id=source_id, grid=grid,
                                             since=since, until=until, order=order, limit=limit, offset=offset)
-    return CaseList(items=[_out(c) for c in page.items], total=page.total, limit=page.limit, offset=page.offset)
+    return CaseList(items=_outs(parts, page.items), total=page.total, limit=page.limit, offset=page.offset)
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetail, summary="One draft case with its review history")
 def get_case(case_id: int, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
     case = _case_or_404(parts, case_id)
-    return CaseDetail(**_out(case).model_dump(), actions=parts.store.actions(case_id))
+    return CaseDetail(**_out(parts, case).model_dump(), actions=parts.store.actions(case_id))
 
 
-@router.post("/cases/{case_id}/approve", response_model=CaseOut, summary="Approve a draft: it becomes a case")
-def approve(case_id: int, body: Actor | None = None, parts: Parts = Depends(get_parts),
+@router.post("/cases/{case_id}/approve", response_model=CaseOut,
+             summary="Approve a draft: it becomes a case, handled the 721 way (default: the hint)")
+def approve(case_id: int, body: Approval | None = None, parts: Parts = Depends(get_parts),
             principal: Principal = Depends(analyst)):
-    actor = (body or Actor()).acting(principal)
-    return _review(lambda: parts.store.approve(case_id, actor))
+    body = body or Approval()
+    actor = body.acting(principal)
+    return _review(parts, lambda: place_history.approve(parts.store, parts.handling, case_id, actor, body.handling))
 
 
 @router.post("/cases/{case_id}/reject", response_model=CaseOut, summary="Reject a draft, with a reason")
 def reject(case_id: int, body: Rejection, parts: Parts = Depends(get_parts), principal: Principal = Depends(analyst)):
     actor = body.acting(principal)
-    return _review(lambda: parts.store.reject(case_id, actor, body.reason, body.note))
+    return _review(parts, lambda: parts.store.reject(case_id, actor, body.reason, body.note))
 
 
 @router.post("/cases/{case_id}/reclassify", response_model=CaseOut, summary="Change a draft's event type or category")
@@ -147,7 +190,7 @@ def reclassify(case_id: int, body: Reclassification, parts: Parts = Depends(get_
             taxonomy.category(body.major, body.minor)
         except TaxonomyError as err:
             raise HTTPException(422, str(err)) from None
-    return _review(lambda: parts.store.reclassify(case_id, actor, event_type=body.event_type, major=body.major,
+    return _review(parts, lambda: parts.store.reclassify(case_id, actor, event_type=body.event_type, major=body.major,
                                                   minor=body.minor, taxonomy=parts.taxonomy))
 
 

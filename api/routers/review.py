@@ -133,7 +133,7 @@ def merge(case_id: int, body: Merge, parts: Parts = Depends(get_parts), principa
     actor = body.acting(principal)
     if body.other_id == case_id:
         raise HTTPException(422, "a case cannot be merged into itself: give another draft's id as other_id")
-    return _review(lambda: parts.store.merge(case_id, body.other_id, actor))
+    return _review(parts, lambda: parts.store.merge(case_id, body.other_id, actor))
 
 
 @router.post("/cases/{case_id}/location", response_model=CaseOut,
@@ -144,7 +144,7 @@ def relocate(case_id: int, body: Location, parts: Parts = Depends(get_parts), pr
     if grid is not None and grid.cell_at(body.lat, body.lon) is None:  # bad input, not a conflict: 422
         raise HTTPException(422, f"{body.lat:.6f}, {body.lon:.6f} lies in none of the city's {len(grid)} grid cells; "
                                  "choose a place inside the city")
-    return _review(lambda: parts.store.relocate(case_id, actor, body.lat, body.lon, grid))
+    return _review(parts, lambda: parts.store.relocate(case_id, actor, body.lat, body.lon, grid))
 
 
 @router.get("/grid/at", summary="The unit-grid cell (单元网格) at a WGS84 point")

@@ -19,7 +19,8 @@ from api.auth import Principal, require, require_page
 from api.deps import bus as get_bus, parts as get_parts, registry as get_registry
 from api.gridmap import grid_map
 from api.routers.sources import list_sources
-from cases import evidence_index
+from cases import evidence_index, place_history
+from cases.handling import HANDLING_NAMES_ZH, HANDLINGS
 from cases.store import ORDERS, REJECT_REASONS, STATUSES
 from patrol.wiring import Parts
 from streams.frame import is_wall_clock
@@ -56,7 +57,7 @@ def _local(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 templates.env.filters["when"] = _when
 templates.env.filters["local"] = _local
 templates.env.globals.update(event_names=EVENT_NAMES, reason_names=REASON_NAMES, status_names=STATUS_NAMES,
-                             kind_names=KIND_NAMES)
+                             kind_names=KIND_NAMES, handlings=HANDLINGS, handling_names=HANDLING_NAMES_ZH)
 
 
 class QueueFilter:
@@ -133,8 +134,9 @@ def case_detail(request: Request, case_id: int, parts: Parts = Depends(get_parts
     views = {kind: {"url": f"/api/v1/cases/{case_id}/evidence/{e.id}", "ts": e.ts, "source_id": e.source_id}
              for kind, e in evidence_index.pick(items).items()}
     gmap = grid_map(parts.grid, case.lat, case.lon, case.grid) if parts.grid is not None else None
+    handling = place_history.handling_of(parts.store, parts.handling, [case])[case_id].as_dict()
     return templates.TemplateResponse(request, "_case.html", {
-        "case": case, "views": views, "clips": sum(e.kind == "clip" for e in items), "map": gmap,
+        "case": case, "views": views, "handling": handling, "clips": sum(e.kind == "clip" for e in items), "map": gmap,
         "actions": parts.store.actions(case_id), "events": parts.store.events(case_id),
         "sources": _source_names(registry),
     })

@@ -168,6 +168,34 @@
     };
   }
 
+  // Approve with a 721 handling: the case's hint is chosen first, so a then a (or Enter) keeps it.
+  function openApprove() {
+    const c = draft();
+    if (!c) return;
+    openDialog(`确认 Approve ${c.caseNo}`, "tpl-approve", body => {
+      const list = $("#handlings", body), hint = $("#case").dataset.hint;
+      const reason = $("#handling .reason");
+      $(".reason", body).textContent = reason ? reason.textContent : "";
+      const approve = li => {
+        closeDialog();
+        act(c, "approve", {handling: li.dataset.handling},
+            `${c.caseNo} 已确认 approved · ${li.textContent.replace(/^\d\s*/, "").split(" · ")[0]}`);
+      };
+      const pick = chooser(list, approve);
+      const suggested = $(`li[data-handling="${hint}"]`, list);
+      if (suggested) { $(".suggested", suggested).hidden = false; pick.activate(suggested); }
+      const choices = $$("li", list);
+      return {
+        keydown(e) {
+          const n = Number(e.key);
+          if (Number.isInteger(n) && n >= 1 && n <= choices.length) { approve(choices[n - 1]); return true; }
+          if (e.key === "a") return pick.keydown({key: "Enter"});
+          return pick.keydown(e, false);
+        },
+      };
+    });
+  }
+
   function openReject() {
     const c = draft();
     if (!c) return;
@@ -395,7 +423,7 @@
 
   const KEYS = {
     j: next, ArrowDown: next, k: prev, ArrowUp: prev,
-    a: () => { const c = draft(); if (c) act(c, "approve", {}, `${c.caseNo} 已确认 approved`); },
+    a: openApprove,
     r: openReject, c: openReclassify, m: openMerge, l: () => openLocation(), e: openEvidence,
     v: toggleClip, s: toggleSort, f: () => filters.elements.status.focus(), "?": openHelp,
   };
