@@ -29,6 +29,7 @@ from patrol.analyze import analyze_video, load_zones
 from patrol.settings import load_settings
 from patrol.wiring import Parts
 from streams.frame import GeoPoint
+from streams.placement import View
 from streams.sources import load_registry
 from webhook_receiver import Receiver, free_port
 from vision.detector import DEFAULT_WEIGHTS
@@ -55,8 +56,10 @@ pytestmark = [
 def analyze(parts: Parts, registry, clip: str, source_id: str) -> list[int]:
     src = registry.get(source_id)
     zones = SAMPLES / f"{clip}.zones.yaml"
+    # placed as the demo places it: a fixed camera where it stands, a vehicle by its recorded track
+    where = {"track": src.track, "view": View.of(src)} if src.track else {"location": GeoPoint(src.lat, src.lon)}
     result = analyze_video(parts, SAMPLES / f"{clip}.mp4", kind=src.kind, source_id=source_id,
-                           zones=load_zones(zones) if zones.exists() else (), location=GeoPoint(src.lat, src.lon))
+                           zones=load_zones(zones) if zones.exists() else (), **where)
     assert result.cases, f"{clip} gave no case"
     return [c.id for c in result.cases]
 

@@ -285,3 +285,29 @@ def test_analyze_refuses_a_track_it_cannot_line_up(tmp_path):
                           "--track", str(track)], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2
     assert "give --start" in out.stderr  # the sample clip carries no creation time
+
+
+@pytest.mark.slow  # the real model over the drone clip
+def test_a_drone_case_is_placed_on_the_ground_under_its_box(tmp_path):
+    """The sample flight's telemetry, given a height of 80 m and a gimbal looking east 45° down:
+    the shed is placed on the ground east of the drone, inside the strip its picture covers
+    (27 to 240 m out with an 84° lens on a 16:9 picture), not at the drone."""
+    from streams.telemetry import parse_srt, write_srt
+    from dataclasses import replace
+
+    flight = parse_srt(REPO / "sample_videos" / "drone_illegal_construction.SRT")
+    srt = write_srt([replace(s, rel_alt=80.0, gimbal_pitch=-45.0, gimbal_yaw=90.0) for s in flight.samples],
+                    tmp_path / "oblique.SRT", dialect="mini")
+    out = subprocess.run([sys.executable, "-m", "patrol.cli", "analyze",
+                          str(REPO / "sample_videos" / "drone_illegal_construction.mp4"), "--kind", "drone",
+                          "--srt", str(srt), "--hfov", "84", "--json", "--evidence", str(tmp_path / "ev")],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    [case] = [c for c in map(json.loads, out.stdout.splitlines()) if c["event_type"] == "illegal_construction"]
+    under = [GeoPoint(s.lat, s.lon) for s in flight.samples if case["start"] <= s.t <= case["end"]]
+    spot = GeoPoint(case["lat"], case["lon"])
+    nearest = min(under, key=lambda p: metres(p, spot))
+    east = metres(GeoPoint(nearest.lat, spot.lon), nearest) * (1 if spot.lon > nearest.lon else -1)
+    assert 20 < east < 240, (east, case["trace"])  # (27 m is the bottom edge; the path is sampled)
+    assert metres(GeoPoint(spot.lat, nearest.lon), nearest) < 30  # hardly north or south of the path
+    assert any("on the ground under the box" in line for line in case["trace"])
