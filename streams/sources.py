@@ -125,6 +125,9 @@ class Source(BaseModel):
                              "give both lat and lon, or neither")
         if self.policy is None:
             self.policy = SamplingPolicy(interval_s=DEFAULT_INTERVAL_S[self.kind])
+        if self.track and self.is_live:
+            raise ValueError("field 'track': a recorded track belongs to recorded footage (a file); "
+                             "a live source's positions are posted to /api/v1/positions")
         if self.kind == "drone" and self.lat is None:
             self.location = "telemetry"
         return self

@@ -29,7 +29,7 @@ from patrol.wiring import Parts
 from streams.sources import load_registry
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
-ROLES = ("anonymous", "analyst", "operator", "platform", "monitoring", "admin")
+ROLES = ("anonymous", "analyst", "operator", "platform", "monitoring", "telemetry", "admin")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ ANALYST = api("analyst", "admin")  # admin may do what an analyst may (api/auth.
 OPERATOR = api("operator", "admin")
 ADMIN = api("admin")
 PLATFORM = api("platform", "admin")
+TELEMETRY = api("telemetry")  # position senders only: a person never posts a vehicle's position
 
 EXPECTED: dict[tuple[str, str], Access] = {
     # liveness for load balancers and the API's description: no data in them
@@ -62,6 +63,8 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("POST", "/api/v1/auth/logout"): PUBLIC,  # ends the caller's own session, if any
     ("GET", "/api/v1/auth/me"): LOGGED_IN,
     ("POST", "/api/v1/auth/password"): PEOPLE,
+    # positions of vehicles, phones and the drone from the gateway
+    ("POST", "/api/v1/positions"): TELEMETRY,
     # review
     ("GET", "/"): Access(ANALYST.roles, page=True),
     ("GET", "/api/v1/cases"): ANALYST,
