@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from api import pages
 from api.routers import cases, health, metrics, review, sources, ui
 from api.routers import admin, auth
 from api.routers import audit, feed
@@ -31,6 +32,7 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
                                 {"name": "uploads", "description": "Drone flight uploads: resumable chunks, checks, "
                                  "the analysis job and its progress (operators: their own flights)"}])
     app.state.parts = parts
+    pages.register(app)  # a page a role may not use answers with a readable page
     app.state.bus = bus
     app.state.registry = registry
     app.include_router(review.router)  # first: its /cases/stream must not be taken for /cases/{case_id}

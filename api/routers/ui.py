@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.auth import Principal, require, require_page
 from api.deps import bus as get_bus, parts as get_parts, registry as get_registry
+from api import pages
 from api.gridmap import grid_map
 from api.routers.sources import list_sources
 from cases import evidence_index
@@ -27,6 +28,7 @@ from streams.frame import is_wall_clock
 router = APIRouter(include_in_schema=False)
 UI = Path(__file__).resolve().parents[1] / "ui"
 templates = Jinja2Templates(directory=str(UI / "templates"))
+pages.install(templates)
 STATIC = re.compile(r"[a-z0-9_-]+\.(js|css)")
 CITY_TZ = timezone(timedelta(hours=8))  # the command centre reads China Standard Time
 QUEUE_LIMIT = 100

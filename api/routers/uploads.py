@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 from api.auth import Principal, require, require_page
 from api.deps import bus as get_bus
 from api.deps import parts as get_parts
+from api import pages as api_pages
 from api.gridmap import grid_map
 from cases.flights import FlightError, FlightView
 from cases.grid import GridError
@@ -43,6 +44,7 @@ from workers.uploads import UploadJob, UploadQueue, source_id_of
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 pages = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "ui" / "templates"))
+api_pages.install(templates)
 
 OPERATORS = require("operator", "admin")
 FLUSH_BYTES = 1 << 20  # request bytes gathered before one write to disk

