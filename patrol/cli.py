@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -12,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from patrol.settings import ROOT, Settings, load_settings
+from patrol.settings import DEMO_DATA_DIR, ROOT, Settings, load_settings
 from streams.sources import ConfigError
 
 # vision.synth.RECIPES' keys, written out so that the CLI starts without importing OpenCV
@@ -28,6 +29,15 @@ def _fail(msg: str, code: int = 2) -> int:
 
 def _settings(args, **overrides) -> Settings:
     return load_settings(getattr(args, "config", None), **overrides)
+
+
+def patrol_command() -> str:
+    """This ``patrol`` command as a shell runs it from anywhere, with no venv active:
+    the absolute path of the installed script, else this Python with ``-m patrol.cli``."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "patrol" and argv0.is_file():
+        return shlex.quote(os.path.abspath(argv0))
+    return f"{shlex.quote(sys.executable)} -m patrol.cli"
 
 
 def _stop_on_signals() -> threading.Event:
@@ -136,7 +146,7 @@ class Runtime:
 
 
 def cmd_demo(args) -> int:
-    data_dir = Path(args.data_dir) if args.data_dir else ROOT / "var" / "demo"
+    data_dir = Path(args.data_dir).absolute() if args.data_dir else DEMO_DATA_DIR
     settings = _settings(args, data_dir=str(data_dir),
                          sources=str(args.sources or ROOT / "config" / "demo_sources.yaml"))
     settings.worker.loop_files = True
@@ -175,7 +185,8 @@ def _print_demo_users(rt: Runtime, data_dir: Path) -> None:
         print("                (random passwords, shown only now; set PATROL_AUTH__DEMO_PASSWORD to choose one)",
               flush=True)
     if not made:
-        print(f"  log in as     the users of earlier runs (PATROL_DATA_DIR={data_dir} patrol user list)", flush=True)
+        print(f"  log in as     the users of earlier runs "
+              f"(PATROL_DATA_DIR={shlex.quote(str(data_dir))} {patrol_command()} user list)", flush=True)
 
 
 def cmd_serve(args) -> int:
@@ -231,7 +242,8 @@ def cmd_accounts(args) -> int:
     from patrol import accounts_cli
     from patrol.wiring import Parts
 
-    return accounts_cli.run(args, Parts(_settings(args)))
+    settings, why = accounts_cli.product_settings(_settings(args))
+    return accounts_cli.run(args, Parts(settings), why)
 
 
 # --- offline ------------------------------------------------------------------------------

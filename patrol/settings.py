@@ -18,6 +18,8 @@ from streams.sources import ConfigError, read_yaml
 from vision.detector import DEFAULT_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = ROOT / "var"
+DEMO_DATA_DIR = DEFAULT_DATA_DIR / "demo"  # `patrol demo` (`make demo`) without --data-dir
 
 
 class ModelSettings(BaseModel):
@@ -132,7 +134,7 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "PATROL_REDIS_URL"))
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "PATROL_DATABASE_URL"))
-    data_dir: Path = ROOT / "var"
+    data_dir: Path = DEFAULT_DATA_DIR
     sources: Path = ROOT / "config" / "demo_sources.yaml"
     model: ModelSettings = ModelSettings()
     cases: CaseSettings = CaseSettings()
