@@ -283,11 +283,12 @@ def cmd_analyze(args) -> int:
         return _fail(f"{video}: not a file")
     if args.srt and not Path(args.srt).is_file():
         return _fail(f"{args.srt}: no such SRT file")
-    evidence = Path(args.evidence or (Path(tempfile.gettempdir()) / "patrol-analyze" / video.stem))
+    settings = _settings(args)
+    evidence = Path(args.evidence) if args.evidence else settings.data_dir / "analyze" / video.stem
     with tempfile.TemporaryDirectory(prefix="patrol-analyze-") as tmp:
         try:
             # the cases of one analysis live in a throwaway database; evidence stays where it is shown
-            parts = Parts(_settings(args), db_url=f"sqlite:///{Path(tmp) / 'cases.db'}", evidence_dir=evidence)
+            parts = Parts(settings, db_url=f"sqlite:///{Path(tmp) / 'cases.db'}", evidence_dir=evidence)
             zones = load_zones(args.zones) if args.zones else []
             loc = GeoPoint(args.lat, args.lon) if args.lat is not None and args.lon is not None else None
             result = analyze_video(parts, video, kind=args.kind, srt=args.srt, zones=zones, location=loc,
@@ -844,7 +845,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--lat", type=float, help="camera latitude (fixed cameras without telemetry)")
     a.add_argument("--lon", type=float, help="camera longitude")
     a.add_argument("--interval", type=float, help="seconds between analysed samples (default: the kind's patrol rate)")
-    a.add_argument("--evidence", help="folder for evidence snapshots (default: a temp folder)")
+    a.add_argument("--evidence", help="folder for evidence snapshots (default: DATA_DIR/analyze/<video's name>, "
+                                      "DATA_DIR being the settings' data_dir, $PATROL_DATA_DIR, else var/)")
     a.add_argument("--json", action="store_true", help="one JSON object per draft case per line")
     a.set_defaults(fn=cmd_analyze)
 
