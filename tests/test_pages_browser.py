@@ -119,3 +119,48 @@ def test_each_role_lands_on_its_own_page_and_sees_only_its_tabs(site, browser):
     analyst.click("main a[href='/']")
     analyst.wait_for_selector("#case")
     assert not op.errors and not analyst.errors
+
+
+def test_evidence_keys_keep_their_meaning_names_are_chinese_and_badges_stay_on_one_line(site, browser):
+    parts, base = site["parts"], site["base"]
+    no_views, with_views = site["cases"][1], site["cases"][0]  # newest first in the queue
+    parts.store.approve(with_views.id, "wang")  # a reviewed case: its badge is the longer one
+    page = log_in(browser, base, "wang", "/?status=")
+    page.wait_for_selector("#case")
+    kb = page.keyboard
+    assert int(page.eval_on_selector("#case", "c => c.dataset.id")) == no_views.id
+
+    # names from config/categories.yaml: the event type and the object, not raw class names
+    caption = page.inner_text("figure.snapshot figcaption")
+    assert "私搭乱建" in caption and "彩钢棚" not in caption  # this draft's label is "stall" (hand-made)
+    assert "流动摊位" in caption and "stall:" not in caption and "illegal_construction" not in caption
+
+    # the case without before/after/clip: 3 is "after" and says it is missing; 4 is the clip, missing too
+    kb.press("e")
+    page.wait_for_selector("#viewer")
+    assert page.eval_on_selector_all("#viewer .tabs span", "xs => xs.map(x => x.textContent)") == \
+        ["1 snapshot", "2 before", "3 after", "4 clip"]
+    kb.press("3")
+    assert page.inner_text("#viewer .tabs .on") == "3 after"
+    assert "no later view" in page.inner_text("#viewer .missing")
+    kb.press("4")
+    assert page.inner_text("#viewer .tabs .on") == "4 clip" and "no clip" in page.inner_text("#viewer .missing")
+    kb.press("1")
+    page.wait_for_selector("#viewer img")
+    kb.press("Escape")
+
+    # the case with every view: 4 plays the clip
+    kb.press("j")
+    page.wait_for_function(f"document.querySelector('#case').dataset.id === '{with_views.id}'")
+    kb.press("e")
+    kb.press("4")
+    page.wait_for_selector("#viewer video")
+    kb.press("Escape")
+
+    # every queue item's case number sits on one line, whole
+    for item in page.query_selector_all("#items .item"):
+        b = item.query_selector(".line1 b")
+        box, size = b.bounding_box(), b.evaluate("b => parseFloat(getComputedStyle(b).fontSize)")
+        assert box["height"] < 2 * size and b.evaluate("b => b.scrollWidth <= b.clientWidth + 1"), b.inner_text()
+    assert page.query_selector("#items .item .badge.approved")
+    assert not page.errors

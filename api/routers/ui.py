@@ -33,8 +33,6 @@ STATIC = re.compile(r"[a-z0-9_-]+\.(js|css)")
 CITY_TZ = timezone(timedelta(hours=8))  # the command centre reads China Standard Time
 QUEUE_LIMIT = 100
 
-EVENT_NAMES = {"street_vending": "占道经营 Street vending", "illegal_construction": "私搭乱建 Illegal construction",
-               "dust": "扬尘 Dust"}
 REASON_NAMES = {"false_alarm": "误报 False alarm", "duplicate": "重复 Duplicate", "permitted": "已审批 Permitted",
                 "other": "其他 Other"}
 STATUS_NAMES = {"draft": "草稿 Draft", "approved": "已确认 Approved", "rejected": "已驳回 Rejected"}
@@ -57,7 +55,7 @@ def _local(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 templates.env.filters["when"] = _when
 templates.env.filters["local"] = _local
-templates.env.globals.update(event_names=EVENT_NAMES, reason_names=REASON_NAMES, status_names=STATUS_NAMES,
+templates.env.globals.update(reason_names=REASON_NAMES, status_names=STATUS_NAMES,
                              kind_names=KIND_NAMES)
 
 
@@ -100,7 +98,22 @@ def _local_time(value: str | None, name: str) -> datetime | None:
 
 def _queue(parts: Parts, flt: QueueFilter) -> dict:
     page = parts.store.list_cases(**flt.query(), limit=QUEUE_LIMIT)
-    return {"cases": page.items, "total": page.total, "filter": flt.form()}
+    return {"cases": page.items, "total": page.total, "filter": flt.form(), **_names(parts)}
+
+
+def _names(parts: Parts) -> dict:
+    """The city's names (config/categories.yaml) of event types and of what the detector
+    saw: ``event_names[type]`` "私搭乱建 Illegal construction", ``object_name(label)``
+    "彩钢棚 steel shed"."""
+    taxonomy = parts.taxonomy
+    events = {t: f"{zh} {en[:1].upper()}{en[1:]}" for t in taxonomy.event_types()
+              for zh, en in [taxonomy.event_name(t)]}
+
+    def object_name(label: str | None) -> str:
+        zh, en = taxonomy.object_name(label)
+        return zh if zh == en else f"{zh} {en}"
+
+    return {"event_names": events, "object_name": object_name}
 
 
 def _source_names(registry) -> dict[str, str]:
@@ -136,7 +149,7 @@ def case_detail(request: Request, case_id: int, parts: Parts = Depends(get_parts
              for kind, e in evidence_index.pick(items).items()}
     gmap = grid_map(parts.grid, case.lat, case.lon, case.grid) if parts.grid is not None else None
     return templates.TemplateResponse(request, "_case.html", {
-        "case": case, "views": views, "clips": sum(e.kind == "clip" for e in items), "map": gmap,
+        **_names(parts), "case": case, "views": views, "clips": sum(e.kind == "clip" for e in items), "map": gmap,
         "actions": parts.store.actions(case_id), "events": parts.store.events(case_id),
         "sources": _source_names(registry),
     })
