@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
+from datetime import timezone
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import uvicorn
 
 from api.app import create_app
 from auth_helpers import PASSWORD, make_user
+from cases.store import CHINA_TZ
 from patrol.settings import Settings
 from patrol.wiring import Parts
 from streams.sources import load_registry
@@ -164,3 +166,22 @@ def test_evidence_keys_keep_their_meaning_names_are_chinese_and_badges_stay_on_o
         assert box["height"] < 2 * size and b.evaluate("b => b.scrollWidth <= b.clientWidth + 1"), b.inner_text()
     assert page.query_selector("#items .item .badge.approved")
     assert not page.errors
+
+
+def test_the_uploads_page_shows_china_time_whatever_the_browsers_zone(site, browser):
+    parts, base = site["parts"], site["base"]
+    flight = parts.flights.create(id="f" * 20, owner="pilot-li", video_name="DJI_0042.MP4", video_size=10,
+                                  video_sha256="0" * 64, srt_name=None, srt_size=None, srt_sha256=None)
+    context = browser.new_context(timezone_id="America/New_York")  # a browser far from the city
+    page = context.new_page()
+    page.goto(base + "/uploads")
+    page.fill("input[name=username]", "pilot-li")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button")
+    page.wait_for_url(base + "/uploads")
+    page.wait_for_function("document.getElementById('flights').textContent.includes('DJI_0042')")
+    created = flight.created_at if flight.created_at.tzinfo else flight.created_at.replace(tzinfo=timezone.utc)
+    shown = page.inner_text("#flights tr td:last-child")
+    assert shown == created.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    assert "北京时间" in page.inner_text("thead")
+    context.close()
