@@ -10,6 +10,7 @@ the map labels cells and shows the camera; moving sources show their last fix.
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from datetime import timezone
 from pathlib import Path
@@ -185,3 +186,40 @@ def test_the_uploads_page_shows_china_time_whatever_the_browsers_zone(site, brow
     assert shown == created.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
     assert "北京时间" in page.inner_text("thead")
     context.close()
+
+
+def test_the_sources_page_shows_each_moving_sources_last_fix_and_its_age(site, browser):
+    """The fix travels as workers report it: a dict under "fix" in the source's state on Redis."""
+    bus, base, now = site["bus"], site["base"], time.time()
+    bus.set_source_states({
+        "vehicle-01": {"state": "live", "worker": "w1",
+                       "fix": {"lat": 30.5951, "lon": 114.2903, "t": now - 12, "age_s": 12.0, "suspect": False}},
+        "mobile-officer-017": {"state": "live", "worker": "w1",  # the phone's fix is five minutes old, and suspect
+                               "fix": {"lat": 30.6031, "lon": 114.2981, "t": now - 300, "age_s": 300.0,
+                                       "suspect": True}},
+        "fixed-east-gate": {"state": "live", "worker": "w1"},  # a fixed camera: no fix
+    })
+    page = log_in(browser, base, "wang", "/sources")
+    page.wait_for_url(base + "/sources")
+    items = {r["id"]: r for r in page.request.get(base + "/api/v1/sources").json()["items"]}
+    assert items["vehicle-01"]["fix"]["lat"] == 30.5951 and items["mobile-officer-017"]["fix"]["suspect"] is True
+
+    markers = page.eval_on_selector_all("#sourcesmap .fix-marker", """gs => gs.map(g => ({
+        id: g.dataset.source, stale: g.classList.contains('stale'), suspect: g.classList.contains('suspect'),
+        text: g.querySelector('text').textContent}))""")
+    assert sorted(m["id"] for m in markers) == ["mobile-officer-017", "vehicle-01"]
+    vehicle = next(m for m in markers if m["id"] == "vehicle-01")
+    phone = next(m for m in markers if m["id"] == "mobile-officer-017")
+    assert vehicle["text"] == "vehicle-01 · 12 s ago" and not vehicle["stale"] and not vehicle["suspect"]
+    assert phone["text"] == "mobile-officer-017 · 5 min ago" and phone["stale"] and phone["suspect"]
+    # the marker sits inside the map, over the cell of its point
+    box, dot = page.locator("#sourcesmap").bounding_box(), page.locator(
+        "#sourcesmap .fix-marker[data-source='vehicle-01'] circle").bounding_box()
+    assert box["x"] <= dot["x"] <= box["x"] + box["width"] and box["y"] <= dot["y"] <= box["y"] + box["height"]
+
+    row = page.inner_text("tr[data-source='vehicle-01'] td.fix")
+    assert "30.59510, 114.29030" in row and "12 s ago" in row
+    assert page.eval_on_selector("tr[data-source='mobile-officer-017'] td.fix", "td => td.classList.contains('stale')")
+    assert "suspect" in page.inner_text("tr[data-source='mobile-officer-017'] td.fix")
+    assert page.inner_text("tr[data-source='fixed-east-gate'] td.fix").strip() == "—"
+    assert not page.errors

@@ -156,24 +156,58 @@ def case_detail(request: Request, case_id: int, parts: Parts = Depends(get_parts
 
 
 @router.get("/sources", response_class=HTMLResponse)
-def sources_page(request: Request, bus=Depends(get_bus), registry=Depends(get_registry),
+def sources_page(request: Request, bus=Depends(get_bus), registry=Depends(get_registry), parts: Parts = Depends(get_parts),
                  principal: Principal = Depends(require_page("analyst", "operator"))):
-    return templates.TemplateResponse(request, "sources.html", {**_sources(bus, registry), "user": principal})
+    return templates.TemplateResponse(request, "sources.html", {**_sources(bus, registry, parts), "user": principal})
 
 
 @router.get("/ui/sources", response_class=HTMLResponse)
 def sources_table(request: Request, bus=Depends(get_bus), registry=Depends(get_registry),
-                  _: Principal = Depends(require("analyst", "operator"))):
-    return templates.TemplateResponse(request, "_sources.html", _sources(bus, registry))
+                  parts: Parts = Depends(get_parts), _: Principal = Depends(require("analyst", "operator"))):
+    return templates.TemplateResponse(request, "_sources.html", _sources(bus, registry, parts))
 
 
-def _sources(bus, registry) -> dict:
+FIX_STALE_S = 60.0  # a moving source's last fix older than this is shown greyed
+
+
+def _sources(bus, registry, parts: Parts | None = None) -> dict:
     rows = list_sources(bus=bus, registry=registry)["items"]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
+    fixes = {r["id"]: f for r in rows if (f := _fix(r.get("fix"))) is not None}
+    gmap = grid_map(parts.grid, None, None, None) if parts is not None and parts.grid is not None else None
+    markers = []
+    if gmap is not None:
+        width = float(gmap.view_box.split()[2])
+        for sid, f in fixes.items():
+            x, y = gmap.project(f["lat"], f["lon"])
+            markers.append({"id": sid, "x": round(x, 1), "y": round(y, 1), "r": round(width / 160, 1), **f})
     return {"rows": rows, "counts": dict(sorted(counts.items())), "redis": bus is not None,
-            "now": _local(datetime.now(timezone.utc))}
+            "now": _local(datetime.now(timezone.utc)), "fixes": fixes, "map": gmap, "markers": markers}
+
+
+def _fix(fix) -> dict | None:
+    """A moving source's last fix as the page shows it: where, how old ("12 s ago"), greyed
+    when older than FIX_STALE_S, and whether the intake flagged it as suspect."""
+    if not isinstance(fix, dict) or fix.get("lat") is None or fix.get("lon") is None:
+        return None
+    age = fix.get("age_s")
+    if age is None and fix.get("t") is not None:
+        age = max(0.0, datetime.now(timezone.utc).timestamp() - float(fix["t"]))
+    return {"lat": float(fix["lat"]), "lon": float(fix["lon"]), "age_s": age, "ago": _ago(age),
+            "stale": age is None or age > FIX_STALE_S, "suspect": bool(fix.get("suspect")),
+            "at": _when(float(fix["t"])) if fix.get("t") is not None else "—"}
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "age unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
 
 
 @router.get("/ui/static/{name}")
