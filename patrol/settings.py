@@ -108,6 +108,14 @@ class UploadSettings(BaseModel):
     claim_idle_s: float = Field(60.0, gt=0)  # a job whose worker fell silent this long is taken over
 
 
+class UiSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # A basemap the city serves under its maps (XYZ tiles in Web Mercator with WGS84/CGCS2000
+    # coordinates, e.g. https://tiles.city.example/{z}/{x}/{y}.png). None: the grid alone, and
+    # nothing is fetched (offline command centres).
+    map_tiles_url: str | None = Field(None, pattern=r"^(https?://|/)\S*\{z\}\S*\{x\}\S*\{y\}\S*$")
+
+
 class WorkerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sample_max_side: int = Field(640, ge=64, le=4096)
@@ -144,6 +152,7 @@ class Settings(BaseSettings):
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     delivery: DeliverySettings = DeliverySettings()
     auth: AuthSettings = AuthSettings()
+    ui: UiSettings = UiSettings()
     rules: dict[str, dict] = Field(default_factory=dict, description="per event type overrides of vision.rules")
 
     @field_validator("webhooks")

@@ -63,6 +63,7 @@ def site(tmp_path, bus):
     """The app over a store with two drafts (one without views before/after), two users."""
     parts = Parts(Settings(data_dir=tmp_path / "data"), db_url=f"sqlite:///{tmp_path / 'cases.db'}")
     registry = load_registry(CONFIG / "demo_sources.yaml")
+    registry.get("fixed-east-gate").heading = 90.0  # looks east
     make_user(parts, "wang", "analyst")
     make_user(parts, "pilot-li", "operator")
     cases = [parts.builder.apply(event("fixed-east-gate", "street_vending", EAST_GATE, T0), "fixed"),
@@ -222,4 +223,28 @@ def test_the_sources_page_shows_each_moving_sources_last_fix_and_its_age(site, b
     assert page.eval_on_selector("tr[data-source='mobile-officer-017'] td.fix", "td => td.classList.contains('stale')")
     assert "suspect" in page.inner_text("tr[data-source='mobile-officer-017'] td.fix")
     assert page.inner_text("tr[data-source='fixed-east-gate'] td.fix").strip() == "—"
+    assert not page.errors
+
+
+def test_the_case_map_labels_the_cells_and_shows_the_camera_and_fetches_nothing_else(site, browser):
+    parts, base = site["parts"], site["base"]
+    east_gate = site["cases"][0]
+    page = log_in(browser, base, "wang", "/?status=&source_id=fixed-east-gate")
+    hosts = set()
+    page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+    page.wait_for_selector("#gridmap")
+    labels = page.eval_on_selector_all("#gridmap text.cell-label", "ts => ts.map(t => [t.dataset.code, t.textContent])")
+    cells = page.eval_on_selector_all("#gridmap path.cell", "ps => ps.map(p => p.dataset.code)")
+    assert len(cells) > 4 and sorted(code for code, _ in labels) == sorted(cells)  # the cell and its neighbours
+    assert all(text == code[9:] for code, text in labels)
+    assert page.text_content("#gridmap text.cell-label.marked") == east_gate.grid[9:]
+
+    # the camera where the registry puts it, its view a wedge to the east (heading 90°)
+    cam = page.locator("#camera rect").bounding_box()
+    cone = page.locator("#camera .cone").bounding_box()
+    assert cone["x"] + cone["width"] / 2 > cam["x"] + cam["width"]  # east of the camera
+    assert abs((cone["y"] + cone["height"] / 2) - (cam["y"] + cam["height"] / 2)) < cam["height"]
+    assert page.get_attribute("#camera", "data-heading") == "90.0"
+    assert page.query_selector("#gridmap image") is None  # no basemap configured: no tiles ...
+    assert hosts == {base.split("/")[2]}  # ... and nothing asked of any other server
     assert not page.errors

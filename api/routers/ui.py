@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from api.auth import Principal, require, require_page
 from api.deps import bus as get_bus, parts as get_parts, registry as get_registry
 from api import pages
-from api.gridmap import grid_map
+from api.gridmap import camera, grid_map, tiles
 from api.routers.sources import list_sources
 from cases import evidence_index
 from cases.store import ORDERS, REJECT_REASONS, STATUSES
@@ -116,6 +116,20 @@ def _names(parts: Parts) -> dict:
     return {"event_names": events, "object_name": object_name}
 
 
+def _camera(gmap, registry, source_id: str):
+    """Where the case's camera stands and which way it looks, for a camera that stays put;
+    a moving one's place at the time is not the registry's."""
+    if gmap is None or registry is None:
+        return None
+    try:
+        src = registry.get(source_id)
+    except KeyError:
+        return None
+    if src.moves or src.lat is None or src.lon is None:
+        return None
+    return camera(gmap, src.lat, src.lon, src.heading, src.hfov_deg, src.view_offset_m)
+
+
 def _source_names(registry) -> dict[str, str]:
     return {s.id: s.name or s.id for s in registry} if registry is not None else {}
 
@@ -150,6 +164,8 @@ def case_detail(request: Request, case_id: int, parts: Parts = Depends(get_parts
     gmap = grid_map(parts.grid, case.lat, case.lon, case.grid) if parts.grid is not None else None
     return templates.TemplateResponse(request, "_case.html", {
         **_names(parts), "case": case, "views": views, "clips": sum(e.kind == "clip" for e in items), "map": gmap,
+        "camera": _camera(gmap, registry, case.source_id), "tiles": tiles(gmap, parts.settings.ui.map_tiles_url)
+        if gmap is not None else [],
         "actions": parts.store.actions(case_id), "events": parts.store.events(case_id),
         "sources": _source_names(registry),
     })
@@ -184,7 +200,8 @@ def _sources(bus, registry, parts: Parts | None = None) -> dict:
             x, y = gmap.project(f["lat"], f["lon"])
             markers.append({"id": sid, "x": round(x, 1), "y": round(y, 1), "r": round(width / 160, 1), **f})
     return {"rows": rows, "counts": dict(sorted(counts.items())), "redis": bus is not None,
-            "now": _local(datetime.now(timezone.utc)), "fixes": fixes, "map": gmap, "markers": markers}
+            "now": _local(datetime.now(timezone.utc)), "fixes": fixes, "map": gmap, "markers": markers,
+            "tiles": tiles(gmap, parts.settings.ui.map_tiles_url) if gmap is not None and markers else []}
 
 
 def _fix(fix) -> dict | None:

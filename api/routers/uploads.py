@@ -35,7 +35,7 @@ from api.auth import Principal, require, require_page
 from api.deps import bus as get_bus
 from api.deps import parts as get_parts
 from api import pages as api_pages
-from api.gridmap import grid_map
+from api.gridmap import grid_map, tiles
 from cases.flights import FlightError, FlightView
 from cases.grid import GridError
 from streams.uploads import PARTS, UploadError, check_sha256, clean_name, validate_srt, validate_video
@@ -490,6 +490,7 @@ def upload_page(request: Request, who: Principal = Depends(require_page("operato
     return templates.TemplateResponse(request, "upload.html", {
         "user": who, "active": "uploads", "chunk_bytes": min(u.chunk_max_bytes, 8 << 20),
         "max_gib": math.floor(u.max_bytes / (1 << 30) * 10) / 10,
-        # the city's own grid is the map: no tiles to fetch (offline command centres)
-        "map": grid_map(parts.grid, None, None, None) if parts.grid is not None else None,
+        # the city's own grid is the map; tiles only from a basemap the city serves (ui.map_tiles_url)
+        "map": (gmap := grid_map(parts.grid, None, None, None) if parts.grid is not None else None),
+        "tiles": tiles(gmap, parts.settings.ui.map_tiles_url) if gmap is not None else [],
     })
