@@ -28,7 +28,7 @@ from fastapi.security import APIKeyCookie, HTTPBearer
 
 from cases.accounts import ROLES, Accounts, Principal, Unauthenticated
 
-__all__ = ["Principal", "require", "require_page", "optional_principal", "allows", "accounts", "SESSION_COOKIE",
+__all__ = ["Principal", "require", "require_page", "PageForbidden", "optional_principal", "allows", "accounts", "SESSION_COOKIE",
            "ROLES"]
 
 SESSION_COOKIE = "patrol_session"
@@ -147,15 +147,29 @@ def login_url(request: Request) -> str:
     return f"/login?next={quote(target, safe='')}"
 
 
+class PageForbidden(Exception):
+    """A logged-in user opened a page their role may not use (answered by api.pages
+    with a readable page, not JSON)."""
+
+    def __init__(self, principal: Principal, needs: str):
+        super().__init__(f"forbidden: role {principal.role!r} may not use this; it needs {needs}")
+        self.principal, self.needs = principal, needs
+
+
 def require_page(*roles: str) -> Callable[[Request], Principal]:
     """Like ``require`` for HTML pages: a browser that is not logged in is sent to
-    ``/login?next=<this page>`` (303) instead of getting a 401."""
+    ``/login?next=<this page>`` (303) instead of getting a 401, and a role that may not
+    use the page gets a readable page (PageForbidden) instead of a JSON 403."""
     check = require(*roles)
+    needs = " or ".join(sorted(check.roles))
 
     def dependency(request: Request) -> Principal:
-        if optional_principal(request) is None:
+        principal = optional_principal(request)
+        if principal is None:
             raise HTTPException(303, "log in first", headers={"Location": login_url(request)})
-        return check(request, None, None)
+        if principal.role not in check.roles:
+            raise PageForbidden(principal, needs)
+        return principal
 
     dependency.roles = check.roles
     return dependency

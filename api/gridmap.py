@@ -89,3 +89,79 @@ def grid_map(grid: GridIndex, lat: float | None, lon: float | None, cell: str | 
     size = sorted(widths)[len(widths) // 2] if widths else 200.0
     return GridMap(cells, f"{x1:.0f} {y1:.0f} {x2 - x1:.0f} {y2 - y1:.0f}", lat0, lon0, kx, ky,
                    (round(marker[0], 1), round(marker[1], 1)) if marker else None, size)
+
+
+# ---------------------------------------------------------------------------- camera and basemap
+
+
+@dataclass(frozen=True)
+class Camera:
+    x: float
+    y: float
+    r: float  # the glyph's size, in map metres
+    cone: str | None  # SVG path of the view: a wedge along the heading, None without a heading
+    heading: float | None
+
+
+def camera(gm: GridMap, lat: float, lon: float, heading: float | None, hfov_deg: float | None = None,
+           reach_m: float | None = None) -> Camera:
+    """A camera at (lat, lon) on the map, with a wedge of its view when its heading is known
+    (degrees clockwise from north; ``hfov_deg`` wide, 60 when unknown; ``reach_m`` long)."""
+    x, y = gm.project(lat, lon)
+    reach = reach_m or gm.cell_size * 0.8
+    cone = None
+    if heading is not None:
+        half = (hfov_deg or 60.0) / 2
+        pts = []
+        for a in (heading - half, heading, heading + half):
+            rad = math.radians(a)  # north is up (-y), east is right (+x)
+            pts.append((x + reach * math.sin(rad), y - reach * math.cos(rad)))
+        (ax, ay), (mx, my), (bx, by) = pts
+        cone = f"M{x:.1f} {y:.1f}L{ax:.1f} {ay:.1f}Q{mx:.1f} {my:.1f} {bx:.1f} {by:.1f}Z"
+    return Camera(round(x, 1), round(y, 1), round(gm.cell_size / 16, 1), cone, heading)
+
+
+@dataclass(frozen=True)
+class Tile:
+    href: str
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+def tiles(gm: GridMap, url: str | None, max_tiles: int = 30, max_zoom: int = 19) -> list[Tile]:
+    """The basemap tiles (XYZ, Web Mercator, WGS84/CGCS2000 coordinates) that cover the map's
+    view, at the finest zoom with at most ``max_tiles`` of them; none without a ``url``
+    (``https://tiles.example/{z}/{x}/{y}.png``), so nothing is fetched unless a city serves tiles."""
+    if not url:
+        return []
+    x1, y1, w, h = (float(v) for v in gm.view_box.split())
+    west, east = gm.lon0 + x1 / gm.kx, gm.lon0 + (x1 + w) / gm.kx
+    north, south = gm.lat0 - y1 / gm.ky, gm.lat0 - (y1 + h) / gm.ky
+    for z in range(max_zoom, -1, -1):
+        tx1, ty1 = _tile_xy(north, west, z)
+        tx2, ty2 = _tile_xy(south, east, z)
+        if (tx2 - tx1 + 1) * (ty2 - ty1 + 1) <= max_tiles:
+            break
+    out = []
+    for ty in range(ty1, ty2 + 1):
+        for tx in range(tx1, tx2 + 1):
+            (lat_n, lon_w), (lat_s, lon_e) = _tile_corner(tx, ty, z), _tile_corner(tx + 1, ty + 1, z)
+            (px1, py1), (px2, py2) = gm.project(lat_n, lon_w), gm.project(lat_s, lon_e)
+            href = url.replace("{z}", str(z)).replace("{x}", str(tx)).replace("{y}", str(ty))
+            out.append(Tile(href, round(px1, 1), round(py1, 1), round(px2 - px1, 1), round(py2 - py1, 1)))
+    return out
+
+
+def _tile_xy(lat: float, lon: float, z: int) -> tuple[int, int]:
+    n = 2 ** z
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+    return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
+
+
+def _tile_corner(x: int, y: int, z: int) -> tuple[float, float]:
+    """The north-west corner (lat, lon) of tile (x, y) at zoom z."""
+    n = 2 ** z
+    return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / n)))), x / n * 360.0 - 180.0

@@ -73,13 +73,16 @@ class CaseBuilder:
         self.cooldown_s = cooldown_s
         self.merge_radius_m = merge_radius_m
 
-    def apply(self, event: Event, source_kind: str, source_grid: str | None = None) -> DraftCaseView | None:
+    def apply(self, event: Event, source_kind: str, source_grid: str | None = None,
+              seen_by: tuple[str, str] | None = None) -> DraftCaseView | None:
         """Fold one event message into the cases.
 
         Returns the draft case the event opened or updated, or None when it
         changed no case: a stale or repeated revision, or an event of a case
         that has already been reviewed. ``source_grid`` is the source's
         configured grid cell, used when the event's location gives none.
+        ``seen_by`` (Chinese, English) names what saw it in a new case's description
+        (an uploaded flight: its file, pilot and time) instead of the source id.
         """
         with self.store.transaction() as s:
             # Two builders deciding "merge or open?" at once would both open.
@@ -101,7 +104,7 @@ class CaseBuilder:
                         return None  # already decided on, within the cooldown: attach to nothing
                     case, reason = target, f"{reason}; {case.case_no} was merged into {target.case_no}"
                 if case is None:
-                    case = self._open(s, event, source_kind, source_grid)
+                    case = self._open(s, event, source_kind, source_grid, seen_by)
                 elif event.source_id not in case.source_ids:
                     case.source_ids = case.source_ids + [event.source_id]
                 s.add(_new_case_event(case.id, event, joined=reason or None))
@@ -154,7 +157,8 @@ class CaseBuilder:
 
     # -- writing ---------------------------------------------------------------
 
-    def _open(self, s: Session, event: Event, source_kind: str, source_grid: str | None) -> DraftCase:
+    def _open(self, s: Session, event: Event, source_kind: str, source_grid: str | None,
+              seen_by: tuple[str, str] | None = None) -> DraftCase:
         category = self.taxonomy.category_for(event.event_type, event.label)
         now = utcnow()
         case = DraftCase(
@@ -165,7 +169,7 @@ class CaseBuilder:
             major_name=category.major_name,
             minor=category.minor,
             minor_name=category.minor_name,
-            description=self.taxonomy.describe(event.event_type, source_kind, event.source_id, event.zone),
+            description=self.taxonomy.describe(event.event_type, source_kind, event.source_id, event.zone, seen_by),
             source_id=event.source_id,
             source_kind=source_kind,
             source_ids=[event.source_id],

@@ -94,9 +94,11 @@ def load_codes(path: str | Path) -> dict[tuple[str, str], Category]:
 
 
 class Taxonomy:
-    def __init__(self, codes: dict[tuple[str, str], Category], mapping: dict[str, EventTypeMapping]):
+    def __init__(self, codes: dict[tuple[str, str], Category], mapping: dict[str, EventTypeMapping],
+                 objects: dict[str, tuple[str, str]] | None = None):
         self._codes = codes
         self._mapping = mapping
+        self._objects = objects or {}  # detector label -> (zh, en)
 
     @classmethod
     def load(cls, codes_path: str | Path, categories_path: str | Path) -> "Taxonomy":
@@ -108,7 +110,7 @@ class Taxonomy:
             raise TaxonomyError(f"{path}: category mapping not found") from None
         except yaml.YAMLError as err:
             raise TaxonomyError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
-        return cls(codes, parse_mapping(raw, codes, str(path)))
+        return cls(codes, parse_mapping(raw, codes, str(path)), parse_objects(raw, str(path)))
 
     def category(self, major: str, minor: str) -> Category:
         try:
@@ -127,12 +129,27 @@ class Taxonomy:
     def event_types(self) -> list[str]:
         return list(self._mapping)
 
-    def describe(self, event_type: str, source_kind: str, source_id: str, zone: str | None = None) -> str:
-        """The case's short bilingual description, e.g. for the platform's 问题描述 field."""
+    def event_name(self, event_type: str) -> tuple[str, str]:
+        """(Chinese, English) name of an event type; the type itself when unknown."""
+        m = self._mapping.get(event_type)
+        return (m.name_zh, m.name_en) if m else (event_type, event_type.replace("_", " "))
+
+    def object_name(self, label: str | None) -> tuple[str, str]:
+        """(Chinese, English) name of a detector label; the label itself when the file has none."""
+        label = label or ""
+        return self._objects.get(label, (label, label.replace("_", " ")))
+
+    def describe(self, event_type: str, source_kind: str, source_id: str, zone: str | None = None,
+                 seen_by: tuple[str, str] | None = None) -> str:
+        """The case's short bilingual description, e.g. for the platform's 问题描述 field.
+
+        ``seen_by`` (Chinese, English) names what saw it instead of the source kind and
+        id, e.g. an uploaded flight by its file, pilot and time."""
         mapping = self._event_type(event_type)
         kind_zh, kind_en = SOURCE_KIND_NAMES.get(source_kind, (source_kind, source_kind))
-        zh = f"{kind_zh} {source_id}" + (f"（{zone}）" if zone else "") + f"发现疑似{mapping.name_zh}"
-        en = f"Suspected {mapping.name_en} seen by {kind_en} {source_id}" + (f" in zone {zone}" if zone else "")
+        who_zh, who_en = seen_by or (f"{kind_zh} {source_id}", f"{kind_en} {source_id}")
+        zh = who_zh + (f"（{zone}）" if zone else "") + f"发现疑似{mapping.name_zh}"
+        en = f"Suspected {mapping.name_en} seen by {who_en}" + (f" in zone {zone}" if zone else "")
         return f"{zh}。{en}."
 
     def _event_type(self, event_type: str) -> EventTypeMapping:
@@ -140,6 +157,21 @@ class Taxonomy:
             return self._mapping[event_type]
         except KeyError:
             raise TaxonomyError(f"event type {event_type!r} has no category mapping") from None
+
+
+def parse_objects(raw, origin: str) -> dict[str, tuple[str, str]]:
+    """The optional ``objects`` section: detector label -> {zh, en}."""
+    section = raw.get("objects") if isinstance(raw, dict) else None
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise TaxonomyError(f"{origin}: 'objects' must map detector labels to names like {{zh: 彩钢棚, en: steel shed}}")
+    out = {}
+    for label, name in section.items():
+        if not isinstance(name, dict) or not name.get("zh"):
+            raise TaxonomyError(f"{origin}: objects: {label!r} needs a name like {{zh: 彩钢棚, en: steel shed}}")
+        out[str(label)] = (str(name["zh"]), str(name.get("en", str(label).replace("_", " "))))
+    return out
 
 
 def parse_mapping(raw, codes: dict[tuple[str, str], Category], origin: str) -> dict[str, EventTypeMapping]:

@@ -1,16 +1,21 @@
 """``patrol user ...`` and ``patrol token ...``: accounts from the command line, and the
 first users of ``patrol demo``.
 
-These act on the database of the settings (``database_url``), as the admin API
-does, and are recorded in the audit log as done by ``cli:<login name>``.
+These act on the database of the settings (``database_url``, else the data folder's
+``patrol.db``), as the admin API does, and are recorded in the audit log as done by
+``cli:<login name>``. With nothing configured they act on the running product's: the
+default data folder's database, or the demo's (``var/demo``) when only the demo has
+one. Each run says on stderr which database it used.
 """
 from __future__ import annotations
 
 import getpass
 import secrets
 import sys
+from pathlib import Path
 
 from cases.accounts import TOKEN_ROLES, USER_ROLES, AccountError, Accounts
+from patrol.settings import DEFAULT_DATA_DIR, DEMO_DATA_DIR, Settings
 
 
 def _by() -> str:
@@ -92,8 +97,37 @@ def add_parsers(sub, fn) -> None:
     t.set_defaults(fn=fn, accounts_fn=cmd_token)
 
 
-def run(args, parts) -> int:
+def product_settings(settings: Settings, default_dir: Path | None = None,
+                     demo_dir: Path | None = None) -> tuple[Settings, str]:
+    """The settings whose database the commands act on, and a note on why that one.
+
+    A configured database or data folder is used as it is. With the defaults, the
+    default folder's database is the product's (``patrol serve``); when it has none and
+    the demo's folder has one, the demo's is (README's commands run against
+    ``make demo``)."""
+    default_dir, demo_dir = default_dir or DEFAULT_DATA_DIR, demo_dir or DEMO_DATA_DIR
+    if settings.database_url:
+        return settings, "database_url of the settings"
+    if settings.data_dir.absolute() != default_dir.absolute():
+        return settings, "the data folder of the settings"
+    if not (default_dir / "patrol.db").exists() and (demo_dir / "patrol.db").exists():
+        return (settings.model_copy(update={"data_dir": demo_dir}),
+                "the demo's; set PATROL_DATA_DIR or DATABASE_URL for another")
+    if (demo_dir / "patrol.db").exists():
+        return settings, f"the default data folder; the demo's is PATROL_DATA_DIR={demo_dir}"
+    return settings, "the default data folder; set PATROL_DATA_DIR or DATABASE_URL for another"
+
+
+def describe(url: str) -> str:
+    """A database URL fit to print: no password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def run(args, parts, why: str = "") -> int:
     """Run a ``user``/``token`` command over the database of ``parts``; bad input is one line."""
+    print(f"patrol: database {describe(parts.settings.db_url)}" + (f" ({why})" if why else ""), file=sys.stderr)
     try:
         return args.accounts_fn(args, parts.accounts)
     except AccountError as err:

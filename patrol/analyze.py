@@ -111,7 +111,7 @@ def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str
         error = str(err)
     if batch:
         deliver(pipeline.step(batch))
-    deliver(pipeline.flush())
+    deliver(pipeline.flush(cause="video_ended"))
     if progress:
         progress(info.duration_s or 0.0, info.duration_s)
     state = pipeline.sources[source_id]

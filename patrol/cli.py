@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -12,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from patrol.settings import ROOT, Settings, load_settings
+from patrol.settings import DEMO_DATA_DIR, ROOT, Settings, load_settings
 from streams.sources import ConfigError
 
 # vision.synth.RECIPES' keys, written out so that the CLI starts without importing OpenCV
@@ -28,6 +29,15 @@ def _fail(msg: str, code: int = 2) -> int:
 
 def _settings(args, **overrides) -> Settings:
     return load_settings(getattr(args, "config", None), **overrides)
+
+
+def patrol_command() -> str:
+    """This ``patrol`` command as a shell runs it from anywhere, with no venv active:
+    the absolute path of the installed script, else this Python with ``-m patrol.cli``."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "patrol" and argv0.is_file():
+        return shlex.quote(os.path.abspath(argv0))
+    return f"{shlex.quote(sys.executable)} -m patrol.cli"
 
 
 def _stop_on_signals() -> threading.Event:
@@ -137,7 +147,7 @@ class Runtime:
 
 
 def cmd_demo(args) -> int:
-    data_dir = Path(args.data_dir) if args.data_dir else ROOT / "var" / "demo"
+    data_dir = Path(args.data_dir).absolute() if args.data_dir else DEMO_DATA_DIR
     settings = _settings(args, data_dir=str(data_dir),
                          sources=str(args.sources or ROOT / "config" / "demo_sources.yaml"))
     settings.worker.loop_files = True
@@ -176,7 +186,8 @@ def _print_demo_users(rt: Runtime, data_dir: Path) -> None:
         print("                (random passwords, shown only now; set PATROL_AUTH__DEMO_PASSWORD to choose one)",
               flush=True)
     if not made:
-        print(f"  log in as     the users of earlier runs (PATROL_DATA_DIR={data_dir} patrol user list)", flush=True)
+        print(f"  log in as     the users of earlier runs "
+              f"(PATROL_DATA_DIR={shlex.quote(str(data_dir))} {patrol_command()} user list)", flush=True)
 
 
 def cmd_serve(args) -> int:
@@ -235,7 +246,8 @@ def cmd_accounts(args) -> int:
     from patrol import accounts_cli
     from patrol.wiring import Parts
 
-    return accounts_cli.run(args, Parts(_settings(args)))
+    settings, why = accounts_cli.product_settings(_settings(args))
+    return accounts_cli.run(args, Parts(settings), why)
 
 
 # --- offline ------------------------------------------------------------------------------
@@ -283,11 +295,12 @@ def cmd_analyze(args) -> int:
         start = parse_moment(args.start) if args.start else None
     except TrackError as err:
         return _fail(str(err))
-    evidence = Path(args.evidence or (Path(tempfile.gettempdir()) / "patrol-analyze" / video.stem))
+    settings = _settings(args)
+    evidence = Path(args.evidence) if args.evidence else settings.data_dir / "analyze" / video.stem
     with tempfile.TemporaryDirectory(prefix="patrol-analyze-") as tmp:
         try:
             # the cases of one analysis live in a throwaway database; evidence stays where it is shown
-            parts = Parts(_settings(args), db_url=f"sqlite:///{Path(tmp) / 'cases.db'}", evidence_dir=evidence)
+            parts = Parts(settings, db_url=f"sqlite:///{Path(tmp) / 'cases.db'}", evidence_dir=evidence)
             zones = load_zones(args.zones) if args.zones else []
             loc = GeoPoint(args.lat, args.lon) if args.lat is not None and args.lon is not None else None
             view = View(args.kind, args.heading, args.view_offset, args.hfov)
@@ -863,7 +876,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--lat", type=float, help="camera latitude (fixed cameras without telemetry)")
     a.add_argument("--lon", type=float, help="camera longitude")
     a.add_argument("--interval", type=float, help="seconds between analysed samples (default: the kind's patrol rate)")
-    a.add_argument("--evidence", help="folder for evidence snapshots (default: a temp folder)")
+    a.add_argument("--evidence", help="folder for evidence snapshots (default: DATA_DIR/analyze/<video's name>, "
+                                      "DATA_DIR being the settings' data_dir, $PATROL_DATA_DIR, else var/)")
     a.add_argument("--json", action="store_true", help="one JSON object per draft case per line")
     a.set_defaults(fn=cmd_analyze)
 

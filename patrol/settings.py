@@ -18,6 +18,8 @@ from streams.sources import ConfigError, read_yaml
 from vision.detector import DEFAULT_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = ROOT / "var"
+DEMO_DATA_DIR = DEFAULT_DATA_DIR / "demo"  # `patrol demo` (`make demo`) without --data-dir
 
 
 class ModelSettings(BaseModel):
@@ -107,6 +109,14 @@ class UploadSettings(BaseModel):
     claim_idle_s: float = Field(60.0, gt=0)  # a job whose worker fell silent this long is taken over
 
 
+class UiSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # A basemap the city serves under its maps (XYZ tiles in Web Mercator with WGS84/CGCS2000
+    # coordinates, e.g. https://tiles.city.example/{z}/{x}/{y}.png). None: the grid alone, and
+    # nothing is fetched (offline command centres).
+    map_tiles_url: str | None = Field(None, pattern=r"^(https?://|/)\S*\{z\}\S*\{x\}\S*\{y\}\S*$")
+
+
 class WorkerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sample_max_side: int = Field(640, ge=64, le=4096)
@@ -144,7 +154,7 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "PATROL_REDIS_URL"))
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "PATROL_DATABASE_URL"))
-    data_dir: Path = ROOT / "var"
+    data_dir: Path = DEFAULT_DATA_DIR
     sources: Path = ROOT / "config" / "demo_sources.yaml"
     model: ModelSettings = ModelSettings()
     cases: CaseSettings = CaseSettings()
@@ -155,6 +165,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     auth: AuthSettings = AuthSettings()
     positions: PositionSettings = PositionSettings()
+    ui: UiSettings = UiSettings()
     rules: dict[str, dict] = Field(default_factory=dict, description="per event type overrides of vision.rules")
 
     @field_validator("webhooks")

@@ -31,6 +31,11 @@ def patrol(data_dir: Path, *args, stdin: str | None = None) -> subprocess.Comple
                           cwd=ROOT, env=env)
 
 
+def last_line(r: subprocess.CompletedProcess) -> str:
+    """The error (stderr's first line names the database used)."""
+    return r.stderr.strip().splitlines()[-1]
+
+
 def accounts_of(data_dir: Path) -> Accounts:
     return Accounts(Store(f"sqlite:///{data_dir / 'patrol.db'}"), kdf=FAST_KDF)
 
@@ -39,6 +44,7 @@ def test_add_list_and_disable_a_user(data_dir):
     r = patrol(data_dir, "user", "add", "wu", "--role", "operator", "--password-stdin", stdin="drone-pilot-7\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "user wu (operator) added"
+    assert r.stderr.startswith(f"patrol: database sqlite:///{data_dir / 'patrol.db'} (the data folder of the settings)")
     listed = patrol(data_dir, "user", "list")
     assert listed.returncode == 0 and listed.stdout.split()[:3] == ["wu", "operator", "active"]
 
@@ -52,14 +58,14 @@ def test_add_list_and_disable_a_user(data_dir):
 
 def test_bad_input_is_one_line_and_exit_2(data_dir):
     r = patrol(data_dir, "user", "add", "li", "--role", "analyst", "--password-stdin", stdin="short\n")
-    assert r.returncode == 2 and r.stderr.strip() == "patrol: a password needs at least 8 characters"
+    assert r.returncode == 2 and last_line(r) == "patrol: a password needs at least 8 characters"
     patrol(data_dir, "user", "add", "li", "--role", "analyst", "--password-stdin", stdin="long-enough-1\n")
     r = patrol(data_dir, "user", "add", "li", "--role", "analyst", "--password-stdin", stdin="long-enough-1\n")
-    assert r.returncode == 2 and r.stderr.strip() == "patrol: user 'li' already exists"
+    assert r.returncode == 2 and last_line(r) == "patrol: user 'li' already exists"
     r = patrol(data_dir, "user", "add", "x", "--role", "platform", "--password-stdin", stdin="long-enough-1\n")
     assert r.returncode == 2 and "invalid choice" in r.stderr  # argparse: platform is a token role
     r = patrol(data_dir, "token", "revoke", "42")
-    assert r.returncode == 2 and r.stderr.strip() == "patrol: no API token with id 42"
+    assert r.returncode == 2 and last_line(r) == "patrol: no API token with id 42"
 
 
 def test_a_token_is_printed_once_and_works_until_revoked(data_dir):
@@ -91,3 +97,72 @@ def test_the_demo_makes_its_first_users_once(tmp_path):
     chosen = Accounts(Store(f"sqlite:///{tmp_path / 'chosen.db'}"), kdf=FAST_KDF)
     assert {pw for _, _, pw in demo_users(chosen, "from-the-settings")} == {"from-the-settings"}
     chosen.store.close()
+
+
+def test_with_nothing_configured_the_demos_database_is_used_and_named(tmp_path, monkeypatch, capsys):
+    """README's commands against `make demo`: no settings, the demo's database (var/demo)
+    is the one that has users, and the token printed works on the demo's API."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from patrol import accounts_cli, cli
+    from patrol.settings import Settings
+    from patrol.wiring import Parts
+
+    default, demo = tmp_path / "var", tmp_path / "var" / "demo"
+    monkeypatch.setattr(accounts_cli, "DEFAULT_DATA_DIR", default)
+    monkeypatch.setattr(accounts_cli, "DEMO_DATA_DIR", demo)
+    for name in [k for k in os.environ if k.startswith("PATROL_") or k in ("REDIS_URL", "DATABASE_URL")]:
+        monkeypatch.delenv(name)
+    settings = Settings(data_dir=default)
+    assert accounts_cli.product_settings(settings)[0].data_dir == default  # no demo yet: the default folder
+
+    demo_parts = Parts(Settings(data_dir=demo))
+    demo_users(demo_parts.accounts, "demo-password-1")  # what `patrol demo` makes on its first start
+    chosen, why = accounts_cli.product_settings(settings)
+    assert chosen.data_dir == demo and why.startswith("the demo's")
+    assert accounts_cli.product_settings(Settings(data_dir=tmp_path / "elsewhere"))[0].data_dir == tmp_path / "elsewhere"
+
+    monkeypatch.setattr(cli, "_settings", lambda args, **kw: Settings(data_dir=default, **kw))
+    assert cli.main(["token", "create", "city-platform"]) == 0
+    out, err = capsys.readouterr()
+    token = out.strip()
+    assert f"patrol: database sqlite:///{demo / 'patrol.db'} (the demo's" in err
+    with TestClient(create_app(demo_parts)) as api:  # the demo's API accepts it
+        assert api.get("/api/v1/feed", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert not (default / "patrol.db").exists()
+
+    # once the default folder has a database of its own (`patrol serve`), that one is used; the demo's is named
+    Parts(Settings(data_dir=default)).accounts.count_users()
+    chosen, why = accounts_cli.product_settings(settings)
+    assert chosen.data_dir == default and f"PATROL_DATA_DIR={demo}" in why
+    demo_parts.store.close()
+
+
+def test_the_demos_restart_hint_runs_as_printed_without_a_venv(tmp_path, monkeypatch, capsys):
+    """On a restart the demo prints how to list its users; that line runs in a plain shell
+    whose PATH has no venv."""
+    from types import SimpleNamespace
+
+    from patrol import cli
+    from patrol.settings import Settings
+    from patrol.wiring import Parts
+
+    data_dir = tmp_path / "demo data"
+    parts = Parts(Settings(data_dir=data_dir))
+    demo_users(parts.accounts, "demo-password-1")  # the first start made them
+    runtime = SimpleNamespace(parts=parts, settings=parts.settings)
+    for argv0 in (str(_PATROL), "/somewhere/else/pytest"):  # the installed script, or `python -m patrol.cli`
+        if argv0 == str(_PATROL) and not _PATROL.exists():
+            continue
+        monkeypatch.setattr(sys, "argv", [argv0, "demo"])
+        cli._print_demo_users(runtime, data_dir)
+        line = capsys.readouterr().out.strip()
+        command = line[line.index("(") + 1:line.rindex(")")]
+        assert command.startswith("PATROL_DATA_DIR=") and command.endswith(" user list")
+        env = {k: v for k, v in os.environ.items() if not (k.startswith("PATROL_") or k in ("REDIS_URL", "DATABASE_URL"))}
+        env["PATH"] = "/usr/bin:/bin"  # no venv
+        r = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+        assert r.returncode == 0, r.stderr
+        assert [row.split()[0] for row in r.stdout.splitlines()] == ["admin", "demo", "pilot"]
+    parts.store.close()

@@ -144,3 +144,21 @@ def test_a_broken_handling_file_stops_serve_with_a_one_line_error(tmp_path):
                                         "cases": {"handling_file": str(handling)}}))
     assert_one_line_error(patrol("--config", settings, "serve"), "handling.yaml", "management_after",
                           "at least 1")
+
+
+def test_the_help_says_where_snapshots_go():
+    r = patrol("analyze", "--help")
+    assert r.returncode == 0 and "DATA_DIR/analyze/" in " ".join(r.stdout.split())
+
+
+@pytest.mark.skipif(not WEIGHTS.exists(), reason=f"needs the detector weights {WEIGHTS}")
+def test_snapshots_go_under_the_data_folder(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("PATROL_") or k in ("REDIS_URL", "DATABASE_URL"))}
+    env["PATROL_DATA_DIR"] = str(tmp_path / "data")
+    r = subprocess.run([*PATROL, "analyze", "--json", str(VIDEO)], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rows, "the sample gave no case"
+    for row in rows:
+        snapshot = Path(row["snapshot"])
+        assert snapshot.is_file() and snapshot.is_relative_to(tmp_path / "data" / "analyze" / VIDEO.stem), snapshot

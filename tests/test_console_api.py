@@ -297,3 +297,20 @@ def test_case_detail_shows_the_721_hint_and_the_place_history(analyst, drafts, p
     mine = analyst.get(f"/ui/cases/{first.id}").text
     assert "已选 chosen: <b class=\"chosen\">管理（责令整改） · management</b>" in mine
     assert "approve</b> · 管理（责令整改） (suggested 服务（劝导）)" in mine
+
+
+def test_the_maps_draw_the_citys_basemap_when_one_is_set(db_url, tmp_path):
+    from patrol.settings import UiSettings
+
+    url = "https://tiles.city.example/{z}/{x}/{y}.png"
+    p = Parts(Settings(data_dir=tmp_path / "data", ui=UiSettings(map_tiles_url=url)), db_url=db_url)
+    case = p.builder.apply(event("fixed-east-gate", "street_vending", EAST_GATE, T0), "fixed")
+    app = create_app(p, bus=None, registry=load_registry(CONFIG / "demo_sources.yaml"))
+    with client_as(app, "admin", "chief") as admin:
+        detail = admin.get(f"/ui/cases/{case.id}").text
+        upload = admin.get("/uploads").text
+    for html in (detail, upload):
+        hrefs = re.findall(r'<image class="tile" href="([^"]+)"', html)
+        assert hrefs and all(re.fullmatch(r"https://tiles\.city\.example/\d+/\d+/\d+\.png", h) for h in hrefs)
+        assert "over-tiles" in html
+    p.store.close()

@@ -253,9 +253,9 @@ class RecordingPipeline(Pipeline):
         super().__init__(*args)
         self.removed: list[str] = []
 
-    def remove_source(self, source_id, now=None):
+    def remove_source(self, source_id, now=None, cause="stopped"):
         self.removed.append(source_id)
-        return super().remove_source(source_id, now)
+        return super().remove_source(source_id, now, cause)
 
 
 def test_a_worker_hands_its_surplus_to_a_joining_worker(shared_redis_url, clip):

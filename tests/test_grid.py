@@ -152,3 +152,33 @@ def test_unreadable_grid_files(tmp_path):
     (tmp_path / "list.geojson").write_text("[]", encoding="utf-8")
     with pytest.raises(GridError, match="expected a GeoJSON FeatureCollection"):
         GridIndex.from_geojson(tmp_path / "list.geojson")
+
+
+def test_a_basemap_is_fetched_only_when_the_city_serves_one_and_its_tiles_cover_the_map(grid, tmp_path):
+    from api.gridmap import _tile_corner, grid_map, tiles
+    from patrol.settings import load_settings
+    from streams.sources import ConfigError
+
+    gm = grid_map(grid, 30.6000, 114.3000, grid.cell_at(30.6000, 114.3000))
+    assert tiles(gm, None) == []  # the default: the grid alone, nothing to fetch
+
+    url = "https://tiles.city.example/wgs84/{z}/{x}/{y}.png"
+    got = tiles(gm, url, max_tiles=30)
+    assert 1 <= len(got) <= 30
+    z = {t.href.split("/")[4] for t in got}
+    assert len(z) == 1 and int(z.pop()) >= 15  # about 1.3 km across: street-level tiles
+    # together the tiles cover the whole view box
+    x1, y1, w, h = (float(v) for v in gm.view_box.split())
+    assert min(t.x for t in got) <= x1 and min(t.y for t in got) <= y1
+    assert max(t.x + t.width for t in got) >= x1 + w and max(t.y + t.height for t in got) >= y1 + h
+    # a tile's corner is where the XYZ scheme puts it (zoom 1, tile 1/0: the north-east quarter from 0, 0)
+    assert _tile_corner(1, 1, 1) == pytest.approx((0.0, 0.0))
+    city = tiles(grid_map(grid, None, None, None), url, max_tiles=30)
+    assert 1 <= len(city) <= 30  # the whole city: a coarser zoom, still a handful of tiles
+
+    settings = tmp_path / "patrol.yaml"
+    settings.write_text(f"ui: {{map_tiles_url: '{url}'}}\n")
+    assert load_settings(settings).ui.map_tiles_url == url
+    settings.write_text("ui: {map_tiles_url: 'https://tiles.city.example/tile.png'}\n")
+    with pytest.raises(ConfigError, match="ui.map_tiles_url"):
+        load_settings(settings)

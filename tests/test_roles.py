@@ -7,7 +7,8 @@ may use it; an entry whose route is gone fails it too, so the table stays true.
 
 "Let through" means auth did not refuse: the handler may still answer 404 or 422
 (the requests carry made-up ids and empty bodies). "Refused" means: anonymous gets
-401 (an API) or a 303 to /login (a page); a logged-in role gets our 403.
+401 (an API) or a 303 to /login (a page); a logged-in role gets our 403 (a page: a readable
+HTML one, or for the start page a 303 to the role's own page).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
 
 from api.app import create_app
+from api.pages import PAGES
 from auth_helpers import headers_for
 from db_fixtures import db_url  # noqa: F401  (fixture)
 from patrol.settings import CaseSettings, Settings
@@ -163,6 +165,11 @@ def outcome(r) -> str:
         return "to-login"
     if r.status_code == 403 and str(_detail(r)).startswith("forbidden: role"):
         return "forbidden"
+    if r.status_code == 403 and r.headers.get("content-type", "").startswith("text/html") \
+            and "not for your role" in r.text:
+        return "forbidden"  # a page: the readable refusal (api/pages.py)
+    if r.status_code == 303 and r.headers.get("location") in {p.path for p in PAGES}:
+        return "forbidden"  # the start page sends a role to its own page
     return "through"
 
 

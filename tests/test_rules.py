@@ -346,3 +346,26 @@ def test_the_snapshot_is_a_jpeg_of_the_sample_with_the_box_drawn():
     edge = img[y1 + 5:y2 - 5, x1].astype(int)
     assert (edge[:, 2] > 150).mean() > 0.8 and (edge[:, 1] < 100).mean() > 0.8
     assert cv2.absdiff(img, f0.image).mean() < cv2.absdiff(img, frame(2 * STEP).image).mean()
+
+
+def test_a_video_that_ends_says_so_not_a_cool_down_that_never_elapsed():
+    stall = dets((STALL_ON_PAVEMENT, "stall", 0.9))
+    rules = rules_for("street_vending", zones=[PAVEMENT])
+    opened = run(rules, [stall] * 20)  # 0..38 s, in view to the end of a 40 s file
+    assert opened
+    [closed] = rules.flush(cause="video_ended")
+    assert closed.state == "closed"
+    assert closed.trace[-1] == "ended: the video ended at 38.0 s (its last sample)"
+    assert not any("not seen for" in line for line in closed.trace)
+
+    # a live source whose patrol stops: said as such, with the China time of its last sample
+    live = rules_for("street_vending", zones=[PAVEMENT])
+    run(live, [stall] * 20, start=1_780_000_000.0)
+    [closed] = live.flush()
+    assert closed.trace[-1].startswith("ended: the source's patrol stopped (its last sample 2026-")
+
+    # and an event that ends while the video still runs keeps its cool-down line
+    gone = rules_for("street_vending", zones=[PAVEMENT])
+    events = run(gone, [stall] * 20 + [None] * 40)
+    closed = [e for e in events if e.state == "closed"]
+    assert closed and closed[-1].trace[-1].startswith("ended: not seen for ")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cases.store import CaseEvent, Store
+from cases.store import CHINA_TZ, CaseEvent, Store
 from patrol.analyze import analyze_video
 from patrol.settings import Settings
 from patrol.wiring import Parts
@@ -136,6 +136,10 @@ def test_jobs_go_through_the_group_and_make_geotagged_drafts(parts, jobs, tmp_pa
     assert flight.progress == 1.0 and flight.result["samples"] >= 39 and flight.result["cases"] == len(flight.case_ids)
     cases = assert_geotagged_from_telemetry(parts, flight)
     assert [c.event_type for c in cases] == ["illegal_construction"]  # the clip's one violation, once
+    # the description names the file, the pilot and the time (this SRT has no clock: the upload's), not the upload id
+    uploaded = flight.created_at.astimezone(CHINA_TZ)
+    assert cases[0].description.startswith(f"无人机航拍 {DRONE.name}（飞手 op-wang，{uploaded:%Y-%m-%d %H:%M} 上传）发现疑似")
+    assert with_srt not in cases[0].description
     live = jobs.progress(with_srt)
     assert live["state"] == "done" and live["percent"] == 100
 
@@ -144,6 +148,8 @@ def test_jobs_go_through_the_group_and_make_geotagged_drafts(parts, jobs, tmp_pa
     for cid in flight.case_ids:
         c = parts.store.get_case(cid)
         assert (c.lat, c.lon) == pytest.approx(site) and c.grid == cell
+        uploaded = flight.created_at.astimezone(CHINA_TZ)
+        assert f"{DRONE.name}（飞手 op-wang，{uploaded:%Y-%m-%d %H:%M} 上传）" in c.description  # no SRT: its upload time
 
     flight = parts.flights.get(broken)
     assert flight.state == "failed" and "not a readable video" in flight.error and flight.case_ids == []

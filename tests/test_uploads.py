@@ -330,3 +330,33 @@ def test_oversized_uploads_and_chunks_are_refused_before_writing(area):
     with pytest.raises(UploadError, match="only 100 bytes of the declared 100 remain"):
         area.write_chunk(small, "video", 0, 100, b"z" * 101)
     assert area.offset(small, "video") == 0
+
+
+def test_an_uploaded_flights_cases_name_the_file_the_pilot_and_the_flight_time(tmp_path):
+    """Not the upload id: the description names what an analyst knows the flight by."""
+    from datetime import datetime, timezone
+
+    from cases.flights import FlightView
+    from cases.taxonomy import Taxonomy
+    from patrol.settings import CaseSettings
+    from workers.uploads import flight_seen_by
+
+    flight = FlightView.model_validate({
+        "id": "1f8739e3053c4be0a0f1", "owner": "pilot-li", "state": "processing", "kind": "drone",
+        "video_name": "DJI_0042.MP4", "video_size": 1, "video_sha256": "0" * 64, "srt_name": "DJI_0042.SRT",
+        "srt_size": 1, "srt_sha256": "0" * 64, "lat": None, "lon": None, "site_grid": None, "codec": None,
+        "width": None, "height": None, "fps": None, "duration_s": None, "progress": 0.0, "attempts": 1,
+        "worker": None, "error": None, "warnings": [], "result": {}, "case_ids": [],
+        "created_at": datetime(2026, 11, 29, 2, 5, tzinfo=timezone.utc), "updated_at": datetime.now(timezone.utc),
+        "uploaded_at": None, "started_at": None, "finished_at": None})
+    srt = write_srt([TelemetrySample(t, 30.612, 114.295, 120.0, 100.0, datetime(2026, 11, 28, 16, 40, t))
+                     for t in range(3)], tmp_path / "DJI_0042.SRT", dialect="mini")
+    cases = CaseSettings()
+    taxonomy = Taxonomy.load(cases.codes_file, cases.categories_file)
+    text = taxonomy.describe("illegal_construction", "drone", "upload-1f8739e3053c4be0a0f1",
+                             seen_by=flight_seen_by(flight, srt))
+    assert text.startswith("无人机航拍 DJI_0042.MP4（飞手 pilot-li，2026-11-28 16:40 飞行）发现疑似私搭乱建。")
+    assert "drone flight DJI_0042.MP4 (pilot pilot-li, flown 2026-11-28 16:40)" in text
+    assert "upload-" not in text and "1f8739e3053c" not in text
+    # without a clock in the telemetry: when it was uploaded, in China time
+    assert flight_seen_by(flight, None)[0] == "无人机航拍 DJI_0042.MP4（飞手 pilot-li，2026-11-29 10:05 上传）"

@@ -44,9 +44,11 @@ class Pipeline:
         kind = MovingGate if moving else ChangeGate
         self.sources[source_id] = SourceState(rules, kind(recheck_s) if gate else None)
 
-    def remove_source(self, source_id: str, now: float | None = None) -> list[Event]:
+    def remove_source(self, source_id: str, now: float | None = None, cause: str = "stopped") -> list[Event]:
+        """Stop analysing a source and end its open events (``cause``: "video_ended" or
+        "stopped", for their traces)."""
         state = self.sources.pop(source_id, None)
-        return state.rules.flush(now) if state else []
+        return state.rules.flush(now, cause) if state else []
 
     def step(self, frames: list[Frame]) -> list[Event]:
         """Analyse a batch of samples (several sources, or consecutive samples of one) in one detector call."""
@@ -78,8 +80,8 @@ class Pipeline:
             events.extend(st.rules.update(f, dets))
         return events
 
-    def flush(self, now: float | None = None) -> list[Event]:
-        return [ev for st in self.sources.values() for ev in st.rules.flush(now)]
+    def flush(self, now: float | None = None, cause: str = "stopped") -> list[Event]:
+        return [ev for st in self.sources.values() for ev in st.rules.flush(now, cause)]
 
 
 def _carried(dets: Detections, dx: float, dy: float, w: int, h: int) -> Detections:

@@ -239,7 +239,7 @@ class PatrolWorker:
             self.stats["samples"] += len(frames)
             self.stats["last_batch"] = len(frames)
         for sid in ended:  # a file ended: its events end too
-            events.extend(self.pipeline.remove_source(sid))
+            events.extend(self.pipeline.remove_source(sid, cause="video_ended"))
         self._emit(events)
         return len(frames)
 

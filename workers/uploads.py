@@ -36,9 +36,10 @@ import redis
 from sqlalchemy.exc import DBAPIError
 
 from cases.flights import FlightError, FlightView
+from cases.store import CHINA_TZ
 from streams.frame import GeoPoint
 from streams.reader import SourceError
-from streams.telemetry import TelemetryError
+from streams.telemetry import TelemetryError, parse_srt
 from streams.uploads import UploadArea, UploadError
 from vision.detector import DetectorError
 from workers.consumer import consume
@@ -61,6 +62,25 @@ def consumer_name() -> str:
 def source_id_of(upload_id: str) -> str:
     """The source id an upload's draft cases carry."""
     return SOURCE_PREFIX + upload_id
+
+
+def flight_seen_by(flight: FlightView, srt=None) -> tuple[str, str]:
+    """What saw an uploaded flight's cases, for their description (Chinese, English): the
+    video's file name, the pilot (the uploading operator) and when it was flown, by the
+    SRT's clock (the drone's local time), else when it was uploaded (China time)."""
+    flown = None
+    if srt is not None:
+        try:
+            flown = next((s.wallclock for s in parse_srt(srt) if s.wallclock is not None), None)
+        except (TelemetryError, OSError):
+            flown = None  # the analysis reports a broken SRT; the description does without
+    if flown is not None:
+        when_zh, when_en = f"{flown:%Y-%m-%d %H:%M} 飞行", f"flown {flown:%Y-%m-%d %H:%M}"
+    else:
+        up = flight.created_at.astimezone(CHINA_TZ)
+        when_zh, when_en = f"{up:%Y-%m-%d %H:%M} 上传", f"uploaded {up:%Y-%m-%d %H:%M} China time"
+    return (f"无人机航拍 {flight.video_name}（飞手 {flight.owner}，{when_zh}）",
+            f"drone flight {flight.video_name} (pilot {flight.owner}, {when_en})")
 
 
 @dataclass(frozen=True)
@@ -161,9 +181,10 @@ class StableEventIds:
     first run's cases instead of new ones.
     """
 
-    def __init__(self, builder, upload_id: str):
+    def __init__(self, builder, upload_id: str, seen_by: tuple[str, str] | None = None):
         self.builder = builder
         self.upload_id = upload_id
+        self.seen_by = seen_by  # names the flight in new cases' descriptions
         self._ids: dict[str, str] = {}
         self._counts: Counter[str] = Counter()
 
@@ -173,7 +194,7 @@ class StableEventIds:
             self._counts[event.event_type] += 1
             stable = self._ids[event.event_id] = f"{self.upload_id}:{event.event_type}:{self._counts[event.event_type]}"
         event.event_id = stable
-        return self.builder.apply(event, source_kind, source_grid)
+        return self.builder.apply(event, source_kind, source_grid, self.seen_by)
 
 
 class _KeepAlive:
@@ -292,7 +313,8 @@ class UploadWorker:
         progress = self._progress_reporter(job.upload_id, flight.fps)
         try:
             with _KeepAlive(self.queue, entry_id, self.consumer, self.keepalive_s):
-                analysis = self.analyze(self._job_parts(job.upload_id), video, kind=job.kind, srt=srt,
+                analysis = self.analyze(self._job_parts(job.upload_id, flight_seen_by(flight, srt)), video,
+                                         kind=job.kind, srt=srt,
                                          location=location, source_id=source_id_of(job.upload_id),
                                          progress=progress)
         except (SourceError, TelemetryError, DetectorError) as err:  # the same every time: do not retry
@@ -307,12 +329,13 @@ class UploadWorker:
         self.done += 1
         log.info("upload %s analysed: %d draft case(s)", job.upload_id, len(analysis.cases))
 
-    def _job_parts(self, upload_id: str):
-        """This worker's parts, with the builder giving the upload's events stable ids."""
+    def _job_parts(self, upload_id: str, seen_by: tuple[str, str] | None = None):
+        """This worker's parts, with the builder giving the upload's events stable ids
+        (and naming the flight in its cases' descriptions)."""
         for name in ("store", "taxonomy", "grid", "evidence", "detector", "rules", "builder"):
             getattr(self.parts, name)  # built once, here, and shared by every job's copy
         job_parts = copy.copy(self.parts)
-        job_parts.__dict__["builder"] = StableEventIds(self.parts.builder, upload_id)
+        job_parts.__dict__["builder"] = StableEventIds(self.parts.builder, upload_id, seen_by)
         return job_parts
 
     def _progress_reporter(self, upload_id: str, fps: float | None):
@@ -346,4 +369,4 @@ class UploadWorker:
 
 
 __all__ = ["DEAD_JOBS", "GROUP", "JOBS", "PROGRESS", "StableEventIds", "UploadJob", "UploadQueue", "UploadWorker",
-           "source_id_of"]
+           "source_id_of", "flight_seen_by"]

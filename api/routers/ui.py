@@ -17,7 +17,8 @@ from fastapi.templating import Jinja2Templates
 
 from api.auth import Principal, require, require_page
 from api.deps import bus as get_bus, parts as get_parts, registry as get_registry
-from api.gridmap import grid_map
+from api import pages
+from api.gridmap import camera, grid_map, tiles
 from api.routers.sources import list_sources
 from cases import evidence_index, place_history
 from cases.handling import HANDLING_NAMES_ZH, HANDLINGS
@@ -28,12 +29,11 @@ from streams.frame import is_wall_clock
 router = APIRouter(include_in_schema=False)
 UI = Path(__file__).resolve().parents[1] / "ui"
 templates = Jinja2Templates(directory=str(UI / "templates"))
+pages.install(templates)
 STATIC = re.compile(r"[a-z0-9_-]+\.(js|css)")
 CITY_TZ = timezone(timedelta(hours=8))  # the command centre reads China Standard Time
 QUEUE_LIMIT = 100
 
-EVENT_NAMES = {"street_vending": "占道经营 Street vending", "illegal_construction": "私搭乱建 Illegal construction",
-               "dust": "扬尘 Dust"}
 REASON_NAMES = {"false_alarm": "误报 False alarm", "duplicate": "重复 Duplicate", "permitted": "已审批 Permitted",
                 "other": "其他 Other"}
 STATUS_NAMES = {"draft": "草稿 Draft", "approved": "已确认 Approved", "rejected": "已驳回 Rejected"}
@@ -56,7 +56,7 @@ def _local(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 templates.env.filters["when"] = _when
 templates.env.filters["local"] = _local
-templates.env.globals.update(event_names=EVENT_NAMES, reason_names=REASON_NAMES, status_names=STATUS_NAMES,
+templates.env.globals.update(reason_names=REASON_NAMES, status_names=STATUS_NAMES,
                              kind_names=KIND_NAMES, handlings=HANDLINGS, handling_names=HANDLING_NAMES_ZH)
 
 
@@ -99,7 +99,36 @@ def _local_time(value: str | None, name: str) -> datetime | None:
 
 def _queue(parts: Parts, flt: QueueFilter) -> dict:
     page = parts.store.list_cases(**flt.query(), limit=QUEUE_LIMIT)
-    return {"cases": page.items, "total": page.total, "filter": flt.form()}
+    return {"cases": page.items, "total": page.total, "filter": flt.form(), **_names(parts)}
+
+
+def _names(parts: Parts) -> dict:
+    """The city's names (config/categories.yaml) of event types and of what the detector
+    saw: ``event_names[type]`` "私搭乱建 Illegal construction", ``object_name(label)``
+    "彩钢棚 steel shed"."""
+    taxonomy = parts.taxonomy
+    events = {t: f"{zh} {en[:1].upper()}{en[1:]}" for t in taxonomy.event_types()
+              for zh, en in [taxonomy.event_name(t)]}
+
+    def object_name(label: str | None) -> str:
+        zh, en = taxonomy.object_name(label)
+        return zh if zh == en else f"{zh} {en}"
+
+    return {"event_names": events, "object_name": object_name}
+
+
+def _camera(gmap, registry, source_id: str):
+    """Where the case's camera stands and which way it looks, for a camera that stays put;
+    a moving one's place at the time is not the registry's."""
+    if gmap is None or registry is None:
+        return None
+    try:
+        src = registry.get(source_id)
+    except KeyError:
+        return None
+    if src.moves or src.lat is None or src.lon is None:
+        return None
+    return camera(gmap, src.lat, src.lon, src.heading, src.hfov_deg, src.view_offset_m)
 
 
 def _source_names(registry) -> dict[str, str]:
@@ -136,31 +165,69 @@ def case_detail(request: Request, case_id: int, parts: Parts = Depends(get_parts
     gmap = grid_map(parts.grid, case.lat, case.lon, case.grid) if parts.grid is not None else None
     handling = place_history.handling_of(parts.store, parts.handling, [case])[case_id].as_dict()
     return templates.TemplateResponse(request, "_case.html", {
-        "case": case, "views": views, "handling": handling, "clips": sum(e.kind == "clip" for e in items), "map": gmap,
+        **_names(parts), "case": case, "views": views, "handling": handling,
+        "clips": sum(e.kind == "clip" for e in items), "map": gmap,
+        "camera": _camera(gmap, registry, case.source_id), "tiles": tiles(gmap, parts.settings.ui.map_tiles_url)
+        if gmap is not None else [],
         "actions": parts.store.actions(case_id), "events": parts.store.events(case_id),
         "sources": _source_names(registry),
     })
 
 
 @router.get("/sources", response_class=HTMLResponse)
-def sources_page(request: Request, bus=Depends(get_bus), registry=Depends(get_registry),
+def sources_page(request: Request, bus=Depends(get_bus), registry=Depends(get_registry), parts: Parts = Depends(get_parts),
                  principal: Principal = Depends(require_page("analyst", "operator"))):
-    return templates.TemplateResponse(request, "sources.html", {**_sources(bus, registry), "user": principal})
+    return templates.TemplateResponse(request, "sources.html", {**_sources(bus, registry, parts), "user": principal})
 
 
 @router.get("/ui/sources", response_class=HTMLResponse)
 def sources_table(request: Request, bus=Depends(get_bus), registry=Depends(get_registry),
-                  _: Principal = Depends(require("analyst", "operator"))):
-    return templates.TemplateResponse(request, "_sources.html", _sources(bus, registry))
+                  parts: Parts = Depends(get_parts), _: Principal = Depends(require("analyst", "operator"))):
+    return templates.TemplateResponse(request, "_sources.html", _sources(bus, registry, parts))
 
 
-def _sources(bus, registry) -> dict:
+FIX_STALE_S = 60.0  # a moving source's last fix older than this is shown greyed
+
+
+def _sources(bus, registry, parts: Parts | None = None) -> dict:
     rows = list_sources(bus=bus, registry=registry)["items"]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
+    fixes = {r["id"]: f for r in rows if (f := _fix(r.get("fix"))) is not None}
+    gmap = grid_map(parts.grid, None, None, None) if parts is not None and parts.grid is not None else None
+    markers = []
+    if gmap is not None:
+        width = float(gmap.view_box.split()[2])
+        for sid, f in fixes.items():
+            x, y = gmap.project(f["lat"], f["lon"])
+            markers.append({"id": sid, "x": round(x, 1), "y": round(y, 1), "r": round(width / 160, 1), **f})
     return {"rows": rows, "counts": dict(sorted(counts.items())), "redis": bus is not None,
-            "now": _local(datetime.now(timezone.utc))}
+            "now": _local(datetime.now(timezone.utc)), "fixes": fixes, "map": gmap, "markers": markers,
+            "tiles": tiles(gmap, parts.settings.ui.map_tiles_url) if gmap is not None and markers else []}
+
+
+def _fix(fix) -> dict | None:
+    """A moving source's last fix as the page shows it: where, how old ("12 s ago"), greyed
+    when older than FIX_STALE_S, and whether the intake flagged it as suspect."""
+    if not isinstance(fix, dict) or fix.get("lat") is None or fix.get("lon") is None:
+        return None
+    age = fix.get("age_s")
+    if age is None and fix.get("t") is not None:
+        age = max(0.0, datetime.now(timezone.utc).timestamp() - float(fix["t"]))
+    return {"lat": float(fix["lat"]), "lon": float(fix["lon"]), "age_s": age, "ago": _ago(age),
+            "stale": age is None or age > FIX_STALE_S, "suspect": bool(fix.get("suspect")),
+            "at": _when(float(fix["t"])) if fix.get("t") is not None else "—"}
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "age unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
 
 
 @router.get("/ui/static/{name}")

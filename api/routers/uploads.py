@@ -34,7 +34,8 @@ from starlette.requests import ClientDisconnect
 from api.auth import Principal, require, require_page
 from api.deps import bus as get_bus
 from api.deps import parts as get_parts
-from api.gridmap import grid_map
+from api import pages as api_pages
+from api.gridmap import grid_map, tiles
 from cases.flights import FlightError, FlightView
 from cases.grid import GridError
 from streams.uploads import PARTS, UploadError, check_sha256, clean_name, validate_srt, validate_video
@@ -43,6 +44,7 @@ from workers.uploads import UploadJob, UploadQueue, source_id_of
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 pages = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "ui" / "templates"))
+api_pages.install(templates)
 
 OPERATORS = require("operator", "admin")
 FLUSH_BYTES = 1 << 20  # request bytes gathered before one write to disk
@@ -488,6 +490,7 @@ def upload_page(request: Request, who: Principal = Depends(require_page("operato
     return templates.TemplateResponse(request, "upload.html", {
         "user": who, "active": "uploads", "chunk_bytes": min(u.chunk_max_bytes, 8 << 20),
         "max_gib": math.floor(u.max_bytes / (1 << 30) * 10) / 10,
-        # the city's own grid is the map: no tiles to fetch (offline command centres)
-        "map": grid_map(parts.grid, None, None, None) if parts.grid is not None else None,
+        # the city's own grid is the map; tiles only from a basemap the city serves (ui.map_tiles_url)
+        "map": (gmap := grid_map(parts.grid, None, None, None) if parts.grid is not None else None),
+        "tiles": tiles(gmap, parts.settings.ui.map_tiles_url) if gmap is not None else [],
     })

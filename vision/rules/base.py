@@ -88,6 +88,7 @@ class _Track:
     clip: list = field(default_factory=list)  # Samples, before first
     clip_mp4: bytes | None = None
     clip_encoded: int = 0  # how many of ``clip`` the cached MP4 holds
+    ended: str | None = None  # why the event is closing, for its trace
 
 
 class EventRule:
@@ -224,12 +225,13 @@ class EventRule:
                     del self.tracks[zone]
         return out
 
-    def flush(self, now: float | None = None) -> list[Event]:
-        """End every open event (the source ended or is being released)."""
+    def flush(self, now: float | None = None, why: str | None = None) -> list[Event]:
+        """End every open event (the source ended or is being released); ``why`` says
+        so in the trace."""
         out = []
         for zone, track in list(self.tracks.items()):
             if track.event is not None:
-                out.append(self._close(track, zone, now if now is not None else track.event.last_seen))
+                out.append(self._close(track, zone, now if now is not None else track.event.last_seen, why))
         return out
 
     def _observe(self, track: _Track, frame: Frame, hit: Detections, zone=None) -> None:
@@ -310,11 +312,12 @@ class EventRule:
         track.emitted_confidence = ev.confidence
         return _snapshot_copy(ev, track)
 
-    def _close(self, track: _Track, zone, now: float) -> Event:
+    def _close(self, track: _Track, zone, now: float, why: str | None = None) -> Event:
         ev = track.event
         ev.end = ev.last_seen
+        track.ended = why or f"not seen for {self.config.absence_s:.0f} s"
         out = self._emit(track, "closed", now)
-        track.event = None
+        track.event, track.ended = None, None
         self._forget(track)
         track.history.clear()
         return out
@@ -359,7 +362,7 @@ class EventRule:
         if ev.place:
             lines.append(f"place: {ev.place}")
         if ev.state == "closed":
-            lines.append(f"ended: not seen for {cfg.absence_s:.0f} s")
+            lines.append(f"ended: {track.ended or f'not seen for {cfg.absence_s:.0f} s'}")
         return lines
 
 
@@ -441,12 +444,25 @@ class SourceRules:
         """Sightings refused so far, per event type and kind of refusal."""
         return {r.config.event_type: dict(r.refused) for r in self.rules if r.refused}
 
+    last_ts: float | None = None  # the latest sample's time
+
     def update(self, frame: Frame, dets: Detections) -> list[Event]:
+        self.last_ts = frame.ts
         if self.motion is not None:
             self.motion.update(frame)
         if self.recent is not None:
             self.recent.add(frame.ts, frame.image)
         return [ev for rule in self.rules for ev in rule.update(frame, dets)]
 
-    def flush(self, now: float | None = None) -> list[Event]:
-        return [ev for rule in self.rules for ev in rule.flush(now)]
+    def flush(self, now: float | None = None, cause: str = "stopped") -> list[Event]:
+        """End the open events: ``cause`` "video_ended" when a recorded file ran out,
+        "stopped" when the source's patrol stops (released, or the worker stops)."""
+        at = self.last_ts
+        if at is None:
+            why = None
+        elif cause == "video_ended":
+            why = (f"the video ended (its last sample {_when(at)})" if is_wall_clock(at)
+                   else f"the video ended at {at:.1f} s (its last sample)")
+        else:
+            why = f"the source's patrol stopped (its last sample {_when(at)})"
+        return [ev for rule in self.rules for ev in rule.flush(now, why)]

@@ -362,15 +362,21 @@
     }, true);
   }
 
+  // The evidence viewer's keys mean the same kind every time: 1 snapshot, 2 before, 3 after,
+  // 4 clip. A kind a case lacks keeps its key and says that it is missing.
+  const VIEWS = ["snapshot", "before", "after", "clip"];
+
   function openEvidence() {
     const c = current();
     if (!c) return;
-    const views = $$("#case figure[data-view]").map(f => {
-      const m = $("img, video", f);
-      return m && {name: f.dataset.view, src: m.getAttribute("src"), video: m.tagName === "VIDEO",
-                   caption: $("figcaption", f).textContent};
-    }).filter(Boolean);
-    if (!views.length) { toast("this case has no evidence pictures", "error"); return; }
+    const views = VIEWS.map(name => {
+      const f = $(`#case figure[data-view=${name}]`);
+      const m = f && $("img, video", f);
+      return {name, src: m ? m.getAttribute("src") : null, video: !!m && m.tagName === "VIDEO",
+              caption: f ? $("figcaption", f).textContent : name,
+              missing: m ? null : (f && $(".missing", f) ? $(".missing", f).textContent : `no ${name}`)};
+    });
+    if (views.every(v => v.missing)) { toast("this case has no evidence pictures", "error"); return; }
     openDialog(`证据 Evidence of ${c.caseNo}`, "tpl-evidence", body => {
       const viewer = $("#viewer", body);
       let at = 0;
@@ -381,18 +387,26 @@
         views.forEach((x, j) => {
           const tab = document.createElement("span");
           tab.textContent = `${j + 1} ${x.name}`;
-          tab.className = j === at ? "on" : "";
+          tab.className = (j === at ? "on" : "") + (x.missing ? " absent" : "");
+          if (x.missing) tab.title = x.missing;
           $(".tabs", viewer).append(tab);
         });
-        const m = document.createElement(v.video ? "video" : "img");
-        m.src = v.src;
-        if (v.video) { m.controls = m.muted = m.loop = m.autoplay = true; m.playsInline = true; }
+        let m;
+        if (v.missing) {
+          m = document.createElement("div");
+          m.className = "missing";
+          m.textContent = `${v.missing} (没有 missing)`;
+        } else {
+          m = document.createElement(v.video ? "video" : "img");
+          m.src = v.src;
+          if (v.video) { m.controls = m.muted = m.loop = m.autoplay = true; m.playsInline = true; }
+        }
         const cap = document.createElement("p");
         cap.className = "hint";
         cap.textContent = v.caption;
         viewer.append(m, cap);
       };
-      show(0);
+      show(views.findIndex(v => !v.missing));
       return {
         keydown(e) {
           if (e.key === "ArrowRight" || e.key === "l" || e.key === "e") { show(at + 1); return true; }
