@@ -14,11 +14,17 @@ all of that into a single draft case:
   event joins it, and the dead worker's event, left open, is ended);
 * otherwise it opens a new case.
 
-Only drafts are changed. Once an analyst has approved or rejected a case, later
-revisions of its events are recorded (so stale re-deliveries stay ignored) but
-the case is left as it was reviewed; a new event of the same violation within
-the cooldown is dropped, attached to nothing, because the violation was already
-decided on; after the cooldown it opens a new draft.
+Once an analyst has decided on a case, a sighting of the same violation at the
+same place joins it whatever its status, so neither a restart nor a failover (new
+event ids) brings it back as a new draft:
+
+* an **approved** case records it as *still there*: its last sighting moves on
+  (and the cooldown with it), the raw-event feed reports it, and nothing the
+  analyst reviewed changes; after ``cooldown_s`` without a sighting the violation
+  is over, and a later one opens a new draft (a repeat at the place);
+* a **rejected** case (a false alarm, a permitted stall) *suppresses* it for
+  ``suppress_rejected_s`` after the rejection: recorded with the case, reported to
+  no one; after that a sighting opens a new draft again.
 
 Every revision the builder stores is also appended to the raw-event feed
 (``feed.py``) in the same transaction; stale or repeated revisions, and events
@@ -33,7 +39,9 @@ from __future__ import annotations
 
 import math
 
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from streams.frame import is_wall_clock
@@ -65,6 +73,7 @@ class CaseBuilder:
         evidence: EvidenceStore | None = None,
         cooldown_s: float = 300.0,
         merge_radius_m: float = 30.0,
+        suppress_rejected_s: float = 7 * 86400.0,
     ):
         self.store = store
         self.taxonomy = taxonomy
@@ -72,6 +81,7 @@ class CaseBuilder:
         self.evidence = evidence
         self.cooldown_s = cooldown_s
         self.merge_radius_m = merge_radius_m
+        self.suppress_rejected_s = suppress_rejected_s
 
     def apply(self, event: Event, source_kind: str, source_grid: str | None = None,
               seen_by: tuple[str, str] | None = None) -> DraftCaseView | None:
@@ -94,15 +104,19 @@ class CaseBuilder:
                 _copy_progress(known, event)
                 case = s.scalar(select(DraftCase).where(DraftCase.id == known.case_id).with_for_update())
                 if case.status != "draft":
-                    feed.append_event(s, event, source_kind, case)  # the revision is stored: report it
+                    self._decided(s, case, event, source_kind)
                     return None
             else:
                 case, reason = self._same_violation(s, event)
                 if case is not None and case.status != "draft":
                     target = merged_into(s, case)  # an analyst's merge sends its sightings on
-                    if target is None or target.status != "draft":
-                        return None  # already decided on, within the cooldown: attach to nothing
-                    case, reason = target, f"{reason}; {case.case_no} was merged into {target.case_no}"
+                    if target is not None and target.status == "draft":
+                        case, reason = target, f"{reason}; {case.case_no} was merged into {target.case_no}"
+                    else:
+                        decided = target or case
+                        s.add(_new_case_event(decided.id, event, joined=self._verdict(decided, reason)))
+                        self._decided(s, decided, event, source_kind)
+                        return None
                 if case is None:
                     case = self._open(s, event, source_kind, source_grid, seen_by)
                 elif event.source_id not in case.source_ids:
@@ -119,13 +133,13 @@ class CaseBuilder:
     def _same_violation(self, s: Session, event: Event) -> tuple[DraftCase | None, str]:
         """The case a new event continues, if any (draft or not), and why."""
         window = self.cooldown_s
+        in_window = and_(DraftCase.last_seen >= event.start - window, DraftCase.first_seen <= event.last_seen + window)
+        # a false alarm the analysts dismissed stays quiet for a while, however long it was out of view
+        quiet = and_(DraftCase.status == "rejected",
+                     DraftCase.reviewed_at >= utcnow() - timedelta(seconds=self.suppress_rejected_s))
         candidates = s.scalars(
             select(DraftCase)
-            .where(
-                DraftCase.event_type == event.event_type,
-                DraftCase.last_seen >= event.start - window,
-                DraftCase.first_seen <= event.last_seen + window,
-            )
+            .where(DraftCase.event_type == event.event_type, or_(in_window, quiet))
             .with_for_update()
         ).all()
         best, best_key, best_reason = None, None, ""
@@ -154,6 +168,23 @@ class CaseBuilder:
         if case.lat is None or case.lon is None or event.lat is None or event.lon is None:
             return None
         return haversine_m(case.lat, case.lon, event.lat, event.lon)
+
+    # -- cases already decided on ------------------------------------------------
+
+    def _verdict(self, case: DraftCase, reason: str) -> str:
+        if case.status == "approved":
+            return f"still there after approval: {reason}"
+        return f"suppressed: {case.case_no} was rejected ({case.review_reason or 'no reason'}); {reason}"
+
+    def _decided(self, s: Session, case: DraftCase, event: Event, source_kind: str) -> None:
+        """A sighting of a reviewed case: an approved one is still there, a rejected one stays quiet."""
+        if case.status != "approved":
+            return  # suppressed: its event row keeps it with the case; reported to no one
+        if event.last_seen > case.last_seen:
+            case.last_seen = event.last_seen  # only the time moves on: what the analyst reviewed stays
+            case.updated_at = utcnow()
+        s.flush()
+        feed.append_event(s, event, source_kind, case)  # last: it takes the append lock (see cases/db.py)
 
     # -- writing ---------------------------------------------------------------
 

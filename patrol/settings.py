@@ -43,6 +43,8 @@ class CaseSettings(BaseModel):
     grid_file: Path | None = ROOT / "config" / "grid.geojson"
     cooldown_s: float = Field(300.0, ge=0)
     merge_radius_m: float = Field(30.0, ge=0)
+    # a false alarm the analysts rejected raises no new draft at that place for this long
+    suppress_rejected_h: float = Field(168.0, ge=0, le=24 * 366)
     case_prefix: str = "CP"
 
 

@@ -83,7 +83,7 @@ class Parts:
     def builder(self) -> CaseBuilder:
         c = self.settings.cases
         return CaseBuilder(self.store, self.taxonomy, self.grid, self.evidence, cooldown_s=c.cooldown_s,
-                           merge_radius_m=c.merge_radius_m)
+                           merge_radius_m=c.merge_radius_m, suppress_rejected_s=c.suppress_rejected_h * 3600)
 
     @cached_property
     def detector(self):

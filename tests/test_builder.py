@@ -200,20 +200,45 @@ def test_seconds_into_different_files_do_not_merge(builder):
     assert builder.apply(ev("f3", source="upload-1", start=100.0, zone=None), "upload").id == first.id
 
 
-def test_reviewed_cases_are_left_alone(builder, store):
+def test_an_approved_case_seen_again_is_still_there_not_a_new_draft(builder, store):
     first = builder.apply(ev("e1", last=T0 + 60), "fixed")
     approved = store.approve(first.id, "analyst-li")
-    # A new sighting within the cooldown: the violation is decided on; attached to nothing.
-    assert builder.apply(ev("e2", start=T0 + 200), "fixed") is None
-    # The reviewed case's own event goes on: recorded, but the case is not modified.
+    # a new sighting within the cooldown (a restarted worker: a new event id) joins the approved case
+    assert builder.apply(ev("e2", start=T0 + 200, last=T0 + 260), "fixed") is None
+    # the case's own event goes on too
     assert builder.apply(ev("e1", rev=2, last=T0 + 120, conf=0.95), "fixed") is None
-    assert store.get_case(first.id) == approved
-    assert [(e.event_id, e.revision) for e in store.events(first.id)] == [("e1", 2)]
-    assert builder.apply(ev("e1", rev=2, last=T0 + 120), "fixed") is None
-    # After the cooldown a new draft opens.
-    fresh = builder.apply(ev("e3", start=T0 + 60 + 301), "fixed")
+    after = store.get_case(first.id)
+    assert after.status == "approved" and after.last_seen == T0 + 260  # still there, seen until then
+    # what the analyst reviewed is unchanged
+    assert (after.confidence, after.bbox, after.reviewer, after.trace) == (approved.confidence, approved.bbox,
+                                                                            approved.reviewer, approved.trace)
+    joined = {e.event_id: e.joined for e in store.events(first.id)}
+    assert joined["e1"] is None and joined["e2"].startswith("still there after approval: same source and zone")
+    assert builder.apply(ev("e1", rev=2, last=T0 + 120), "fixed") is None  # a re-delivery changes nothing
+    # while it stays in view the cooldown runs from its newest sighting: no duplicate an hour on
+    for i in range(1, 12):
+        assert builder.apply(ev(f"r{i}", start=T0 + 260 + 290 * i, last=T0 + 260 + 290 * i + 10), "fixed") is None
+    assert store.list_cases().total == 1
+    # gone for longer than the cooldown and back: a repeat at the place, a new draft
+    fresh = builder.apply(ev("e3", start=T0 + 260 + 290 * 11 + 10 + 301), "fixed")
     assert fresh.status == "draft" and fresh.id != first.id
     assert store.list_cases().total == 2
+
+
+def test_a_rejected_false_alarm_stays_quiet_for_the_citys_period(store, taxonomy, grid, evidence):
+    builder = CaseBuilder(store, taxonomy, grid, evidence, cooldown_s=300, merge_radius_m=30,
+                          suppress_rejected_s=3600)
+    first = builder.apply(ev("e1", last=T0 + 60), "fixed")
+    store.reject(first.id, "analyst-li", "false_alarm", "a facade")
+    # long after the cooldown, but within the period: suppressed, recorded with the rejected case
+    assert builder.apply(ev("e2", start=T0 + 1800), "fixed") is None
+    assert store.list_cases().total == 1
+    [_, e2] = store.events(first.id)
+    assert e2.joined.startswith(f"suppressed: {first.case_no} was rejected (false_alarm)")
+    # once the period is over a sighting is news again
+    quiet_over = CaseBuilder(store, taxonomy, grid, evidence, cooldown_s=300, merge_radius_m=30,
+                             suppress_rejected_s=0)
+    assert quiet_over.apply(ev("e3", start=T0 + 7200), "fixed").status == "draft"
 
 
 def test_a_rejected_case_stops_a_merge_from_another_camera(builder, store):

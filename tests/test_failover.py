@@ -500,3 +500,56 @@ def test_a_40_source_city_survives_a_killed_worker_without_losing_or_duplicating
         assert len(events) >= 2, f"{sid}: the survivor's sightings did not join the victim's case"
         assert all(e.state == "closed" for e in events) and case.ended  # the victim's orphan ended too
     assert service.failed == 0
+
+
+# ---------------------------------------------------------------- a restart after approval
+
+
+@pytest.mark.slow  # the real model over a looped clip, across two workers
+@pytest.mark.skipif(not Settings().model.weights.exists(), reason="default model not trained yet")
+def test_a_restart_after_approval_makes_no_new_draft(tmp_path, shared_redis_url, city_clips):
+    """A stall approved, then kept in view for longer than the cooldown, then the worker
+    restarted (new event ids): the sightings join the approved case as still there."""
+    from patrol.settings import CaseSettings
+
+    zones = yaml.safe_load((REPO / "sample_videos" / "fixed_street_vending.zones.yaml").read_text())["zones"]
+    [src] = load_registry_from([{"id": "cam-stall", "kind": "fixed", "url": str(city_clips["fixed_street_vending"]),
+                                 "zones": zones, "policy": {"interval_s": 1.0}}], tmp_path)
+    parts = Parts(Settings(data_dir=tmp_path / "data", cases=CaseSettings(cooldown_s=15)))
+    bus = Bus.connect(shared_redis_url)
+    builder = CaseBuilderService(bus, parts.builder, consumer="builder-test")
+    stop_builder = threading.Event()
+    thread = threading.Thread(target=builder.run, args=(stop_builder,), kwargs={"block_ms": 200}, daemon=True)
+    thread.start()
+
+    def patrol_for(seconds: float | None, until=None):
+        worker = PatrolWorker(bus, Pipeline(parts.detector, parts.rules), [src], loop_files=True, state_every_s=0.5)
+        with running(worker):
+            if until is not None:
+                return wait_for(until, 60, "a sighting")
+            time.sleep(seconds)
+
+    try:
+        drafts = lambda: parts.store.list_cases(status="draft").items  # noqa: E731
+        [case] = patrol_for(None, until=drafts)
+        parts.store.approve(case.id, "analyst-li")
+        approved_at = time.time()
+        patrol_for(None, until=lambda: time.time() - approved_at > 20)  # in view past the cooldown
+        events_before = {e.event_id for e in parts.store.events(case.id)}
+        # the restarted worker's rules open an event of their own: it must join the approved case
+        patrol_for(None, until=lambda: len(parts.store.events(case.id)) > len(events_before))
+    finally:
+        stop_builder.set()
+        thread.join(10)
+    assert parts.store.list_cases(status="draft").total == 0
+    assert parts.store.list_cases().total == 1
+    after = parts.store.get_case(case.id)
+    assert after.status == "approved" and after.last_seen > approved_at
+    joined = [e.joined for e in parts.store.events(case.id) if e.event_id not in events_before]
+    assert joined and all(j.startswith("still there after approval") for j in joined)
+
+
+def load_registry_from(entries: list[dict], tmp_path: Path):
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump({"sources": entries}))
+    return list(load_registry(path))
