@@ -70,6 +70,12 @@ class Runtime:
         self.redis_url = url
         self.bus = Bus.connect(url)
 
+    def keep_redis_up(self, stop: threading.Event) -> None:
+        """An embedded Redis that dies is started again within seconds (a Redis server of
+        the city's is its operators' to run)."""
+        if self.embedded is not None:
+            self.embedded.supervise(stop)
+
     def builder_thread(self, stop: threading.Event) -> threading.Thread:
         from workers.case_builder import CaseBuilderService
 
@@ -92,6 +98,16 @@ class Runtime:
         t.start()
         return t
 
+    def upload_relay_thread(self, stop: threading.Event) -> threading.Thread:
+        """Queued flights' jobs onto Redis, also those finished while it was down (workers/upload_relay.py)."""
+        from workers.upload_relay import UploadJobRelay
+        from workers.uploads import UploadQueue
+
+        relay = UploadJobRelay(self.parts.flights, self.parts.upload_area, UploadQueue(self.bus.r))
+        t = threading.Thread(target=relay.run, args=(stop,), name="upload-relay", daemon=True)
+        t.start()
+        return t
+
     def worker_thread(self, stop: threading.Event, source_ids: list[str] | None = None,
                       lease_ttl_s: float | None = None, worker_id: str | None = None) -> threading.Thread:
         """A patrol worker on its own thread. With ``lease_ttl_s`` it shares the sources
@@ -108,7 +124,8 @@ class Runtime:
         worker = PatrolWorker(self.bus, pipeline, sources, worker_id=worker_id, max_side=w.sample_max_side,
                               loop_files=w.loop_files, leases=leases, gil_switch_s=w.gil_switch_ms / 1000,
                               reader_options=w.reader_options(),
-                              max_fix_age_s=self.settings.positions.max_fix_age_s)
+                              max_fix_age_s=self.settings.positions.max_fix_age_s,
+                              spool_dir=self.settings.data_dir / "spool" / worker_id)
         t = threading.Thread(target=worker.run, args=(stop,), name="patrol-worker", daemon=True)
         t.start()
         return t
@@ -153,12 +170,14 @@ def cmd_demo(args) -> int:
     settings.worker.loop_files = True
     rt = Runtime(settings)
     stop = _stop_on_signals()
+    rt.keep_redis_up(stop)
     rt.builder_thread(stop)
     rt.worker_thread(stop)
     rt.upload_thread(stop)
     host, port = settings.api.host, args.port or settings.api.port
     settings.api.port = port  # evidence URLs in the feed and webhooks name the port actually served
     rt.delivery_thread(stop)
+    rt.upload_relay_thread(stop)
     print(f"City Patrol demo: {len(rt.registry)} sources from {settings.sources}", flush=True)
     print(f"  review page   http://{host}:{port}/", flush=True)
     print(f"  API (OpenAPI) http://{host}:{port}/docs", flush=True)
@@ -197,12 +216,14 @@ def cmd_serve(args) -> int:
     load_handling(settings.cases.handling_file)  # the city's 721 rules: a mistake stops the start, not an approval
     rt = Runtime(settings)
     stop = _stop_on_signals()
+    rt.keep_redis_up(stop)
     if not args.no_builder:
         rt.builder_thread(stop)
     host, port = args.host or settings.api.host, args.port or settings.api.port
     settings.api.host, settings.api.port = host, port  # evidence URLs name what is actually served
     if not args.no_deliver:
         rt.delivery_thread(stop)
+    rt.upload_relay_thread(stop)
     print(f"City Patrol API on http://{host}:{port}/ (Redis: {rt.redis_url}; database: {settings.db_url})", flush=True)
     if not rt.parts.accounts.count_users():
         print("  no users yet: add the first with `patrol user add NAME --role admin`", flush=True)
@@ -220,6 +241,7 @@ def cmd_worker(args) -> int:
     settings = _settings(args)
     rt = Runtime(settings)
     stop = _stop_on_signals()
+    rt.keep_redis_up(stop)
     ttl = None if args.no_leases else args.lease_ttl
     threads = [rt.worker_thread(stop, args.source, lease_ttl_s=ttl, worker_id=args.worker_id)]
     if args.with_builder:

@@ -169,7 +169,7 @@ def test_chunked_upload_interrupted_and_resumed_makes_drafts_with_coordinates_an
                 assert r.status_code == 200 and r.json() == {"offset": len(srt), "size": len(srt), "complete": True}
 
                 r = second.post(f"/api/v1/uploads/{upload['id']}/finish")
-                assert r.status_code == 200, r.text
+                assert r.status_code == 202, r.text
                 assert r.json()["state"] == "queued" and r.json()["duration_s"] == 40.0
 
                 seen = []
@@ -444,7 +444,7 @@ def test_without_telemetry_the_operators_site_starts_the_job(app):
         upload = start(client, video)
         send(client, upload["video"]["url"], video)
         r = client.post(f"/api/v1/uploads/{upload['id']}/finish")
-        assert r.status_code == 200 and r.json()["state"] == "needs_site"
+        assert r.status_code == 202 and r.json()["state"] == "needs_site"
         assert bus.r.xlen(JOBS) == 0  # nothing to place the findings with yet
         r = client.put(f"/api/v1/uploads/{upload['id']}/site", json={"lat": 10.0, "lon": 10.0})
         assert r.status_code == 422 and "outside the city's grid" in r.json()["detail"]

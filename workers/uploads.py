@@ -51,6 +51,13 @@ GROUP = "upload-workers"
 DEAD_JOBS = "patrol:uploads:dead"
 PROGRESS = "patrol:upload:"  # + upload id -> hash: state, percent, frames, video_s, duration_s, worker, at
 PROGRESS_TTL_S = 7 * 24 * 3600
+ENQUEUED = "patrol:uploads:enqueued"  # set of upload ids whose job is on the stream: kept with the jobs
+# Add the job only if this upload's is not on the stream yet, in one step: the marker and the
+# job live and die together (a Redis that lost its data lost both, and the job is added again).
+_ENQUEUE_ONCE = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return false end
+return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+"""
 MAX_ATTEMPTS = 3  # runs of one job that end in an unexpected error before it is parked
 SOURCE_PREFIX = "upload-"
 
@@ -112,10 +119,14 @@ class UploadQueue:
     def __init__(self, client: redis.Redis):
         self.r = client
 
-    def enqueue(self, job: UploadJob) -> str:
-        entry = self.r.xadd(JOBS, job.to_message()).decode()
+    def enqueue(self, job: UploadJob) -> str | None:
+        """Add the upload's analysis job unless it is already there; the entry id, or None."""
+        fields = [x for kv in job.to_message().items() for x in kv]
+        entry = self.r.eval(_ENQUEUE_ONCE, 2, ENQUEUED, JOBS, job.upload_id, *fields)
+        if entry is None:
+            return None
         self.set_progress(job.upload_id, state="queued", percent=0, frames=0)
-        return entry
+        return entry.decode() if isinstance(entry, bytes) else entry
 
     def ensure_group(self) -> None:
         try:

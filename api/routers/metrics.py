@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import redis
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -29,8 +30,19 @@ class _Snapshot:
         self.bus, self.parts = bus, parts
 
     def collect(self):
-        sources = self.bus.source_states() if self.bus is not None else {}
-        workers = self.bus.workers() if self.bus is not None else {}
+        # Redis away: what workers report is unknown (and said so by patrol_redis_up 0); the
+        # cases, from the database, are still known
+        redis_up = GaugeMetricFamily("patrol_redis_up", "1 when Redis answered this scrape; 0: the sources' and "
+                                     "workers' state below is unknown, not zero")
+        try:
+            sources = self.bus.source_states() if self.bus is not None else {}
+            workers = self.bus.workers() if self.bus is not None else {}
+            pending_events = self.bus.pending_count() if self.bus is not None else None
+            redis_up.add_metric([], 1.0 if self.bus is not None else 0.0)
+        except (redis.ConnectionError, redis.TimeoutError):
+            sources, workers, pending_events = {}, {}, None
+            redis_up.add_metric([], 0.0)
+        yield redis_up
         state = GaugeMetricFamily("patrol_source_state", "1 for the source's current state", labels=["source", "kind", "state"])
         up = GaugeMetricFamily("patrol_source_samples_per_second", "samples taken per second", labels=["source"])
         lag = GaugeMetricFamily("patrol_source_lag_seconds",
@@ -84,9 +96,9 @@ class _Snapshot:
             events.add_metric([wid], float(w.get("events", 0)))
         yield from (*gauges.values(), events)
 
-        if self.bus is not None:
+        if pending_events is not None:
             pending = GaugeMetricFamily("patrol_events_pending", "events read by a case builder, not yet stored")
-            pending.add_metric([], float(self.bus.pending_count()))
+            pending.add_metric([], float(pending_events))
             yield pending
         cases = GaugeMetricFamily("patrol_cases", "draft cases by status", labels=["status"])
         for status in ("draft", "approved", "rejected"):
@@ -106,7 +118,13 @@ def metrics(bus=Depends(get_bus), parts=Depends(get_parts)):
 def list_workers(bus=Depends(get_bus)):
     """What each worker last said of itself in its heartbeat (a worker whose
     heartbeat expired is gone and not listed), with how many seconds ago."""
-    workers = bus.workers() if bus is not None else {}
+    if bus is None:
+        return {"items": [], "total": None, "known": False, "detail": "no Redis configured: workers are not known here"}
+    try:
+        workers = bus.workers()
+    except (redis.ConnectionError, redis.TimeoutError) as err:
+        return {"items": [], "total": None, "known": False,
+                "detail": f"Redis unavailable ({type(err).__name__}): which workers run is unknown until it is back"}
     now = time.time()
     items = [{"id": wid, **info, "age_s": round(now - info["reported_at"], 1)} for wid, info in sorted(workers.items())]
-    return {"items": items, "total": len(items)}
+    return {"items": items, "total": len(items), "known": True}

@@ -18,12 +18,14 @@ Operators see and touch only their own uploads; admins see everyone's.
 """
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+import redis
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -41,6 +43,7 @@ from cases.grid import GridError
 from streams.uploads import PARTS, UploadError, check_sha256, clean_name, validate_srt, validate_video
 from workers.uploads import UploadJob, UploadQueue, source_id_of
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 pages = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "ui" / "templates"))
@@ -204,6 +207,15 @@ def _progress(flight: FlightView, live: dict) -> Progress:
     return Progress(percent=percent, duration_s=flight.duration_s, worker=flight.worker)
 
 
+def _queue_job(queue: UploadQueue, flight: FlightView, area) -> None:
+    """Add the flight's analysis job now if Redis answers; if not, the flight's row says it is
+    queued, and the relay of ``patrol serve`` (workers/upload_relay.py) adds it once Redis is back."""
+    try:
+        queue.enqueue(UploadJob.of(flight, area))
+    except (redis.ConnectionError, redis.TimeoutError) as err:
+        log.warning("upload %s queued; its job waits for Redis: %s", flight.id, err)
+
+
 def _out(parts, flight: FlightView, queue: UploadQueue | None) -> dict:
     area = parts.upload_area
     base = f"/api/v1/uploads/{flight.id}"
@@ -321,7 +333,7 @@ def get_upload(upload_id: str, who: Principal = Depends(OPERATORS), parts=Depend
     return UploadDetail(**_out(parts, flight, _queue(bus)), cases=_cases(parts, flight))
 
 
-@router.post("/{upload_id}/finish", response_model=UploadOut,
+@router.post("/{upload_id}/finish", response_model=UploadOut, status_code=202,
              summary="All bytes sent: check size and SHA-256, validate, queue the analysis",
              responses={409: {"description": "a part is incomplete (offsets in the answer) or already finished"},
                         422: {"description": "hash mismatch, not an H.264/H.265 MP4/MOV, corrupt, or an SRT "
@@ -332,8 +344,8 @@ def finish(upload_id: str, who: Principal = Depends(OPERATORS), parts=Depends(ge
     queue = _queue(bus)
     if queue is None:
         raise HTTPException(503, "this server has no job queue (Redis): uploads cannot be analysed here")
-    if flight.state == "queued" and not queue.progress(flight.id):
-        queue.enqueue(UploadJob.of(flight, parts.upload_area))  # finished before, but the job never reached Redis
+    if flight.state == "queued":  # finished before: make sure its job is there (adding it is idempotent)
+        _queue_job(queue, flight, parts.upload_area)
         return _out(parts, flight, queue)
     if flight.state != "uploading":
         raise HTTPException(409, f"upload {flight.id} is {flight.state}; it was finished already")
@@ -369,7 +381,7 @@ def finish(upload_id: str, who: Principal = Depends(OPERATORS), parts=Depends(ge
     except FlightError as err:  # finished by a concurrent request
         raise HTTPException(409, str(err)) from None
     if flight.state == "queued":
-        queue.enqueue(UploadJob.of(flight, area))
+        _queue_job(queue, flight, area)
     return _out(parts, flight, queue)
 
 
@@ -387,7 +399,7 @@ def set_site(upload_id: str, body: SiteIn, who: Principal = Depends(OPERATORS), 
     except FlightError as err:
         raise HTTPException(409, str(err)) from None
     if ready:
-        queue.enqueue(UploadJob.of(flight, parts.upload_area))
+        _queue_job(queue, flight, parts.upload_area)
     return _out(parts, flight, queue)
 
 
