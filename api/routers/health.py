@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from api.deps import bus as get_bus, parts as get_parts
-from cases import disk
+from cases import disk, retention
 
 router = APIRouter(tags=["health"])
 
@@ -28,6 +28,11 @@ def health(parts=Depends(get_parts), bus=Depends(get_bus)):
         except Exception as err:
             checks["redis"] = f"error: {err}"
     checks["disk"], checks["free_bytes"] = disk_check(parts)
+    usage = retention.LAST_USAGE  # measured by this process's last retention run; None before the first
+    if usage is not None:
+        checks["evidence"] = usage.as_dict()
+        if usage.warning:  # a warning, not a fault: the status stays ok
+            checks["warnings"] = [usage.warning]
     ok = all(v == "ok" for k, v in checks.items() if k in ("database", "redis", "disk"))
     return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
 
