@@ -144,11 +144,12 @@ class Report:
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
-        parts = [f"{len(ids)} case(s) for {REASONS[r]}" for r, ids in self.removed.items() if ids] or ["no case's"]
+        cases = [f"{len(ids)} case(s) ({REASONS[r]})" for r, ids in self.removed.items() if ids]
+        what = (f"the evidence of {', '.join(cases)}: {self.files} file(s), {_gib(self.bytes)}"
+                f" ({self.shared} file(s) shared with kept cases stay)") if cases else "no case's evidence"
         u = self.usage
-        quota = f" of a {_gib(u.quota_bytes)} quota ({u.percent:.0f}%)" if u and u.quota_bytes else ""
-        return (f"{verb} the evidence of {', '.join(parts)}: {self.files} file(s), {_gib(self.bytes)}"
-                f" ({self.shared} shared file(s) kept); {self.orphans} unreferenced file(s), {_gib(self.orphan_bytes)};"
+        quota = f" of a {_gib(u.quota_bytes)} quota ({u.percent:.0f}%)" if u and u.quota_bytes else " (no quota)"
+        return (f"{verb} {what}; {self.orphans} file(s) no case refers to, {_gib(self.orphan_bytes)};"
                 f" evidence now {_gib(u.bytes) if u else '?'}{quota}")
 
 

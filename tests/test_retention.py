@@ -29,6 +29,13 @@ def picture(n: int) -> bytes:
     return (f"picture {n:06d} ".encode() * KB)[:KB]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_usage():
+    """The measured usage is per process: leave none behind for other tests' /health."""
+    yield
+    retention.LAST_USAGE = None
+
+
 @pytest.fixture
 def parts(db_url, tmp_path):
     p = Parts(Settings(data_dir=tmp_path / "data", cases=CaseSettings(grid_file=None)), db_url=db_url)
@@ -180,3 +187,43 @@ def test_the_case_says_its_evidence_was_removed_and_health_and_metrics_warn(part
     with client_as(app, "admin") as c:
         assert "warnings" not in c.get("/health").json()
         assert "patrol_evidence_quota_warning 0.0" in c.get("/metrics").text
+
+
+def test_patrol_retention_command_and_the_periodic_run(tmp_path, capsys):
+    import threading
+
+    import yaml
+
+    from patrol.cli import main
+
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "cases": {"grid_file": None},
+                                      "retention": {"quota_gb": 1e-9}}))  # about one byte: everything removable goes
+    parts = Parts(Settings(data_dir=tmp_path / "data", cases=CaseSettings(grid_file=None)))
+    rejected, approved = open_case(parts, 1), open_case(parts, 2)
+    parts.store.reject(rejected.id, "li", "false_alarm")
+    parts.store.approve(approved.id, "li")
+
+    assert main(["--config", str(config), "retention", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("would remove the evidence of 1 case(s) (evidence quota reached): 1 file(s)"), out
+    assert "fills the evidence quota" in out  # the approved case's evidence alone is over it, and is kept
+    assert parts.evidence.exists(rejected.snapshot_key)
+    assert main(["--config", str(config), "retention"]) == 0
+    assert capsys.readouterr().out.startswith("removed the evidence of 1 case(s)")
+    assert not parts.evidence.exists(rejected.snapshot_key) and parts.evidence.exists(approved.snapshot_key)
+
+    # `patrol serve`'s loop: runs at once, then every period, until stopped
+    draft = open_case(parts, 3)
+    stop = threading.Event()
+    policy = Policy.from_settings(RetentionSettings(quota_gb=1e-9))
+    t = threading.Thread(target=retention.loop, args=(stop, parts.store, parts.evidence, policy, 0.05), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while parts.evidence.exists(draft.snapshot_key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    t.join(5)
+    assert not t.is_alive() and not parts.evidence.exists(draft.snapshot_key)
+    assert retention.removal_of(parts.store, draft.id).reason == "quota"
+    parts.store.close()
