@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import pages
+from api import faults, pages
 from api.routers import cases, health, metrics, review, sources, ui
 from api.routers import admin, auth
 from api.routers import audit, feed
@@ -35,6 +35,7 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
                                  "drone (telemetry tokens; JSON or GB/T 28181 MobilePosition)"}])
     app.state.parts = parts
     pages.register(app)  # a page a role may not use answers with a readable page
+    faults.register(app)  # a write refused by a full disk: 503 with Retry-After
     app.state.bus = bus
     app.state.registry = registry
     app.include_router(review.router)  # first: its /cases/stream must not be taken for /cases/{case_id}

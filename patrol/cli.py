@@ -144,6 +144,19 @@ class Runtime:
         t.start()
         return t
 
+    def retention_thread(self, stop: threading.Event) -> threading.Thread | None:
+        """Evidence retention (cases/retention.py) now and every ``retention.every_minutes``."""
+        from cases import retention
+
+        r = self.settings.retention
+        if not r.every_minutes:
+            return None
+        t = threading.Thread(target=retention.loop, args=(stop, self.parts.store, self.parts.evidence,
+                                                          retention.Policy.from_settings(r), r.every_minutes * 60),
+                             name="retention", daemon=True)
+        t.start()
+        return t
+
     def serve_api(self, stop: threading.Event, host: str, port: int) -> None:
         import uvicorn
 
@@ -178,6 +191,7 @@ def cmd_demo(args) -> int:
     settings.api.port = port  # evidence URLs in the feed and webhooks name the port actually served
     rt.delivery_thread(stop)
     rt.upload_relay_thread(stop)
+    rt.retention_thread(stop)
     print(f"City Patrol demo: {len(rt.registry)} sources from {settings.sources}", flush=True)
     print(f"  review page   http://{host}:{port}/", flush=True)
     print(f"  API (OpenAPI) http://{host}:{port}/docs", flush=True)
@@ -224,6 +238,7 @@ def cmd_serve(args) -> int:
     if not args.no_deliver:
         rt.delivery_thread(stop)
     rt.upload_relay_thread(stop)
+    rt.retention_thread(stop)
     print(f"City Patrol API on http://{host}:{port}/ (Redis: {rt.redis_url}; database: {settings.db_url})", flush=True)
     if not rt.parts.accounts.count_users():
         print("  no users yet: add the first with `patrol user add NAME --role admin`", flush=True)
@@ -260,6 +275,26 @@ def cmd_worker(args) -> int:
         for t in threads:
             t.join(timeout=10)
         rt.close()
+    return 0
+
+
+def cmd_retention(args) -> int:
+    """Apply the evidence retention rules once (``--dry-run``: only say what would go)."""
+    from cases import retention
+    from patrol.wiring import Parts
+
+    settings = _settings(args)
+    parts = Parts(settings)
+    r = settings.retention
+    report = retention.run(parts.store, parts.evidence, retention.Policy.from_settings(r), dry_run=args.dry_run,
+                           actor="system:patrol-retention")
+    print(report.summary())
+    if args.verbose:
+        for reason, ids in report.removed.items():
+            print(f"  {retention.REASONS[reason]}: case ids {', '.join(map(str, ids))}")
+    if report.usage and report.usage.warning:
+        print(f"warning: {report.usage.warning}")
+    parts.store.close()
     return 0
 
 
@@ -1052,6 +1087,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--weights", help="the model whose class names and ids the data set uses (default: model.weights)")
     x.add_argument("--force", action="store_true", help="replace a previous export in --out")
     x.set_defaults(fn=cmd_export_dataset)
+
+    rt = sub.add_parser("retention", help="remove evidence past its retention period or over the quota (retention: "
+                                          "in the settings); `patrol serve` also does it every hour")
+    rt.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    rt.set_defaults(fn=cmd_retention)
 
     from patrol.accounts_cli import add_parsers as add_account_parsers
 

@@ -151,6 +151,29 @@ class PositionSettings(BaseModel):
     stream_max: int = Field(200_000, ge=1000)  # entries kept in the Redis Stream (about 15 min of 200 senders at 1 Hz)
 
 
+class RetentionSettings(BaseModel):
+    """How long evidence files are kept, and how much room they may take (cases/retention.py).
+
+    The cases themselves (numbers, decisions, history) are never removed: only their
+    pictures and clips, and a case whose evidence was removed says when and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    rejected_days: float = Field(30.0, gt=0)  # a rejected case's evidence, counted from the decision
+    draft_days: float = Field(90.0, gt=0)  # a draft nobody reviewed, counted from its last change
+    # an approved case's evidence: the legal period the city keeps enforcement records for;
+    # never removed for the quota, only once this has passed since the approval
+    approved_days: float = Field(5 * 366.0, gt=0)
+    quota_gb: float | None = Field(None, gt=0)  # the evidence folder's share of the disk; None: no quota
+    warn_percent: float = Field(80.0, gt=0, le=100)  # health, /metrics and the console warn from here on
+    # /health says degraded when the data folder's file system has less free than this
+    min_free_mb: float = Field(256.0, ge=0)
+    every_minutes: float = Field(60.0, ge=0)  # how often `patrol serve` runs retention (0: never)
+
+    @property
+    def quota_bytes(self) -> int | None:
+        return int(self.quota_gb * (1 << 30)) if self.quota_gb else None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PATROL_", env_nested_delimiter="__", extra="forbid")
 
@@ -168,6 +191,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     positions: PositionSettings = PositionSettings()
     ui: UiSettings = UiSettings()
+    retention: RetentionSettings = RetentionSettings()
     rules: dict[str, dict] = Field(default_factory=dict, description="per event type overrides of vision.rules")
 
     @field_validator("webhooks")

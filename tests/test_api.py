@@ -345,7 +345,9 @@ def test_the_source_page_marks_a_lagging_source(parts, demo_registry, bus):
 def test_health_answers(client):
     r = client.get("/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "database": "ok"}
+    body = r.json()
+    assert isinstance(body.pop("free_bytes"), int)
+    assert body == {"status": "ok", "database": "ok", "disk": "ok"}
 
 
 def test_health_reports_an_unreachable_database(tmp_path, demo_registry):

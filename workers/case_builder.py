@@ -15,6 +15,7 @@ import threading
 from sqlalchemy.exc import DBAPIError
 
 from cases.builder import CaseBuilder
+from cases.disk import FAULTS, is_disk_full
 from streams.sources import Registry
 from vision.events import Event
 from workers.bus import MAX_DELIVERIES, Bus
@@ -39,6 +40,7 @@ class CaseBuilderService:
         self.applied = 0
         self.failed = 0
         self.store_outages = 0
+        self.disk_full = 0  # of the store outages, those for want of room
 
     def _source(self, source_id: str):
         if self.registry is None:
@@ -60,20 +62,26 @@ class CaseBuilderService:
         for entry_id, fields in entries:
             try:
                 self.handle(Event.from_message(fields))
-            except DBAPIError as err:
-                # The store is unreachable or busy: not the entry's fault, so it is never
-                # dead-lettered. It stays pending and is claimed again once the store is back.
-                self.failed += 1
-                self.store_outages += 1
-                log.warning("store unavailable, event %s stays pending: %s", entry_id, str(err).splitlines()[0])
-                break
-            except Exception as err:  # keep the entry pending; it is retried or dead-lettered
+            except Exception as err:
+                if isinstance(err, DBAPIError) or is_disk_full(err):
+                    # The store is unreachable or busy, or the disk is full (evidence files or
+                    # the database): not the entry's fault, so it is never dead-lettered. It
+                    # stays pending and is claimed again once the store or the room is back.
+                    self.failed += 1
+                    self.store_outages += 1
+                    if is_disk_full(err):
+                        self.disk_full += 1
+                        FAULTS.failed("evidence" if isinstance(err, OSError) else "database", err)
+                    log.warning("store unavailable, event %s stays pending: %s", entry_id, str(err).splitlines()[0])
+                    break
+                # keep the entry pending; it is retried or dead-lettered
                 self.failed += 1
                 tries = self.bus.deliveries(entry_id)
                 log.warning("event %s not applied (attempt %d): %s", entry_id, tries, err)
                 if tries >= MAX_DELIVERIES:
                     self.bus.dead_letter(entry_id, fields, f"{type(err).__name__}: {err}")
                 continue
+            FAULTS.succeeded()
             self.bus.ack(entry_id)
             self.applied += 1
             done += 1

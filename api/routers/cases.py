@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.auth import Principal, require
 from api.deps import parts as get_parts
-from cases import place_history
+from cases import place_history, retention
 from cases.store import CaseError, CaseNotFound, CasePage, DraftCaseView, ReviewActionView
 from cases.taxonomy import TaxonomyError
 from patrol.wiring import Parts
@@ -49,9 +49,24 @@ class HandlingOut(BaseModel):
     history: list[PastCaseOut] = Field(description="earlier cases of the type at the place, newest first")
 
 
+class EvidenceRemovedOut(BaseModel):
+    removed_at: datetime = Field(description="when its evidence files were removed (UTC)")
+    reason: Literal["rejected_age", "draft_age", "approved_age", "quota"]
+    why: str = Field(description="the reason in words")
+    files: int = Field(description="files removed")
+    shared: int = Field(description="files kept because another case still refers to them")
+
+    @classmethod
+    def of(cls, r: retention.RemovalView | None) -> "EvidenceRemovedOut | None":
+        return None if r is None else cls(removed_at=r.removed_at, reason=r.reason, why=r.why, files=r.files,
+                                          shared=r.shared)
+
+
 class CaseOut(DraftCaseView):
     snapshot_url: str | None = None
     handling: HandlingOut | None = None
+    evidence_removed: EvidenceRemovedOut | None = Field(
+        None, description="set when retention removed the case's evidence files (docs/operations.md)")
 
 
 class CaseDetail(CaseOut):
@@ -114,12 +129,22 @@ class Reclassification(Actor):
 
 def _outs(parts: Parts, cases: list[DraftCaseView]) -> list[CaseOut]:
     handling = place_history.handling_of(parts.store, parts.handling, cases)
+    removed = retention.removals_of(parts.store, [c.id for c in cases])
     return [CaseOut(**c.model_dump(), snapshot_url=f"/api/v1/cases/{c.id}/snapshot" if c.snapshot_key else None,
-                    handling=handling[c.id].as_dict()) for c in cases]
+                    handling=handling[c.id].as_dict(), evidence_removed=EvidenceRemovedOut.of(removed.get(c.id)))
+            for c in cases]
 
 
 def _out(parts: Parts, case: DraftCaseView) -> CaseOut:
     return _outs(parts, [case])[0]
+
+
+def gone(parts: Parts, case_id: int, case_no: str) -> None:
+    """An evidence file that retention removed: 410 saying when and why (else the caller's 404)."""
+    r = retention.removal_of(parts.store, case_id)
+    if r is not None:
+        raise HTTPException(410, f"the evidence of case {case_no} was removed on {r.removed_at:%Y-%m-%d %H:%M} UTC: "
+                                 f"{r.why}")
 
 
 def _case_or_404(parts: Parts, case_id: int) -> DraftCaseView:
@@ -195,9 +220,12 @@ def reclassify(case_id: int, body: Reclassification, parts: Parts = Depends(get_
 
 
 @router.get("/cases/{case_id}/snapshot", response_class=FileResponse, summary="Evidence snapshot (JPEG, box drawn)",
-            responses={200: {"content": {"image/jpeg": {}}}})
+            responses={200: {"content": {"image/jpeg": {}}},
+                       410: {"description": "removed by evidence retention (when and why in detail)"}})
 def snapshot(case_id: int, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
     case = _case_or_404(parts, case_id)
+    if case.snapshot_key and not parts.evidence.exists(case.snapshot_key):
+        gone(parts, case.id, case.case_no)
     if not case.snapshot_key or not parts.evidence.exists(case.snapshot_key):
         raise HTTPException(404, f"case {case.case_no} has no snapshot")
     return FileResponse(parts.evidence.path(case.snapshot_key), media_type="image/jpeg")

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal, require
 from api.deps import parts as get_parts
+from api.routers.cases import gone
 from cases import feed
 from cases.cursor import CursorError
 from cases.platform import CaseFeedPage, EventFeedPage, case_page, event_page
@@ -60,7 +61,8 @@ def event_feed(cursor: str | None = CURSOR, limit: int = LIMIT, parts: Parts = D
 @router.get("/feed/cases/{case_no}/snapshot", response_class=FileResponse,
             summary="Evidence snapshot of a confirmed case (JPEG, box drawn)",
             responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no such confirmed case, "
-                                                                                   "or no snapshot"}})
+                                                                                   "or no snapshot"},
+                       410: {"description": "removed by evidence retention after its legal period"}})
 def case_snapshot(case_no: str, parts: Parts = Depends(get_parts), _: Principal = Depends(platform)):
     # Only what the feed has published: a draft's evidence is not the platform's to see.
     with Session(parts.store.engine) as s:
@@ -68,6 +70,8 @@ def case_snapshot(case_no: str, parts: Parts = Depends(get_parts), _: Principal 
         published = case is not None and feed.case_entry(s, case.id) is not None
     if not published:
         raise HTTPException(404, f"no confirmed case {case_no}")
+    if case.snapshot_key and not parts.evidence.exists(case.snapshot_key):
+        gone(parts, case.id, case_no)  # its legal period ended: 410 with when (docs/operations.md)
     if not case.snapshot_key or not parts.evidence.exists(case.snapshot_key):
         raise HTTPException(404, f"case {case_no} has no snapshot")
     return FileResponse(parts.evidence.path(case.snapshot_key), media_type="image/jpeg")

@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from api.auth import require
 from api.deps import bus as get_bus, parts as get_parts
+from cases import disk, retention
 
 # Source names, worker names and case counts are operational detail: for admins and for a
 # scraper with a `monitoring` API token (which can read nothing else).
@@ -104,6 +105,41 @@ class _Snapshot:
         for status in ("draft", "approved", "rejected"):
             cases.add_metric([status], float(self.parts.store.list_cases(status=status, limit=1).total))
         yield cases
+        yield from _evidence(self.parts)
+
+
+def _evidence(parts):
+    """Room for evidence: the folder's use against its quota (from this process's last
+    retention run), the warning, the data folder's free space, and removals by reason."""
+    usage = retention.LAST_USAGE
+    if usage is not None:
+        size = GaugeMetricFamily("patrol_evidence_bytes", "bytes in the evidence folder at the last retention run")
+        size.add_metric([], float(usage.bytes))
+        yield size
+        if usage.quota_bytes is not None:
+            quota = GaugeMetricFamily("patrol_evidence_quota_bytes", "the evidence quota (retention.quota_gb)")
+            quota.add_metric([], float(usage.quota_bytes))
+            ratio = GaugeMetricFamily("patrol_evidence_quota_ratio", "evidence bytes / quota")
+            ratio.add_metric([], usage.bytes / usage.quota_bytes)
+            yield quota
+            yield ratio
+        warn = GaugeMetricFamily("patrol_evidence_quota_warning",
+                                 "1 from retention.warn_percent of the quota on (or approved evidence alone fills it)")
+        warn.add_metric([], 1.0 if usage.warning else 0.0)
+        yield warn
+    try:
+        room = disk.space(parts.evidence.root)
+        free = GaugeMetricFamily("patrol_data_free_bytes", "free bytes on the data folder's file system")
+        free.add_metric([], float(room.free))
+        yield free
+    except OSError:
+        pass
+    removed = CounterMetricFamily("patrol_evidence_removed_cases", "cases whose evidence retention removed",
+                                  labels=["reason"])
+    counts = retention.removed_counts(parts.store)
+    for reason in retention.REASONS:
+        removed.add_metric([reason], float(counts.get(reason, 0)))
+    yield removed
 
 
 @router.get("/metrics", summary="Prometheus metrics of sources, workers and cases",

@@ -20,8 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, require
 from api.deps import parts as get_parts
-from api.routers.cases import Actor, CaseOut, _case_or_404, _review
-from cases import evidence_index
+from api.routers.cases import Actor, CaseOut, EvidenceRemovedOut, _case_or_404, _review, gone
+from cases import evidence_index, retention
 from patrol.wiring import Parts
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
@@ -38,6 +38,7 @@ class EvidenceItem(BaseModel):
     media_type: str
     ts: float | None = Field(None, description="the sample's time (Unix s for live sources, s into the file for uploads)")
     source_id: str | None = None
+    removed: bool = Field(False, description="its file was removed by evidence retention (see evidence_removed)")
 
 
 class CaseEvidence(BaseModel):
@@ -46,6 +47,7 @@ class CaseEvidence(BaseModel):
     after: EvidenceItem | None = Field(None, description="the latest view (after it ended, for an ended event)")
     clip: EvidenceItem | None = Field(None, description="H.264 MP4: the view before, then the first sightings")
     items: list[EvidenceItem] = Field(description="every before/after/clip of every event of the case")
+    evidence_removed: EvidenceRemovedOut | None = Field(None, description="when and why retention removed its files")
 
 
 class Merge(Actor):
@@ -57,9 +59,9 @@ class Location(Actor):
     lon: float = Field(..., ge=-180, le=180, allow_inf_nan=False)
 
 
-def _item(case_id: int, e: evidence_index.EvidenceView) -> EvidenceItem:
+def _item(case_id: int, e: evidence_index.EvidenceView, removed: frozenset[str] = frozenset()) -> EvidenceItem:
     return EvidenceItem(kind=e.kind, url=f"/api/v1/cases/{case_id}/evidence/{e.id}", media_type=e.media_type,
-                        ts=e.ts, source_id=e.source_id)
+                        ts=e.ts, source_id=e.source_id, removed=e.key in removed)
 
 
 @router.get("/cases/stream", summary="Server-sent events: which cases were opened or changed",
@@ -105,12 +107,16 @@ def evidence(case_id: int, parts: Parts = Depends(get_parts), _: Principal = Dep
     case = _case_or_404(parts, case_id)
     items = parts.store.evidence(case_id)
     chosen = evidence_index.pick(items)
+    removal = retention.removal_of(parts.store, case_id)
+    # an item is removed when retention took its file (a shared file another case keeps stays)
+    removed = frozenset(k for k in (removal.keys if removal else ()) if not parts.evidence.exists(k))
     snapshot = None
     if case.snapshot_key:
         snapshot = EvidenceItem(kind="snapshot", url=f"/api/v1/cases/{case_id}/snapshot", media_type="image/jpeg",
-                                source_id=case.source_id)
-    return CaseEvidence(snapshot=snapshot, items=[_item(case_id, e) for e in items],
-                        **{kind: _item(case_id, e) for kind, e in chosen.items()})
+                                source_id=case.source_id, removed=case.snapshot_key in removed)
+    return CaseEvidence(snapshot=snapshot, items=[_item(case_id, e, removed) for e in items],
+                        evidence_removed=EvidenceRemovedOut.of(removal),
+                        **{kind: _item(case_id, e, removed) for kind, e in chosen.items()})
 
 
 @router.get("/cases/{case_id}/evidence/{item_id}", response_class=FileResponse,
@@ -121,6 +127,7 @@ def evidence_file(case_id: int, item_id: int, parts: Parts = Depends(get_parts),
     if item is None:
         raise HTTPException(404, f"case {case_id} has no evidence item {item_id}")
     if not parts.evidence.exists(item.key):
+        gone(parts, case_id, f"{case_id}")
         raise HTTPException(404, f"evidence file of item {item_id} is missing from the evidence store")
     # content-addressed: a key's bytes never change, so the browser may keep them
     return FileResponse(parts.evidence.path(item.key), media_type=item.media_type,

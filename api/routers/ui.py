@@ -20,7 +20,7 @@ from api.deps import bus as get_bus, parts as get_parts, registry as get_registr
 from api import pages
 from api.gridmap import camera, grid_map, tiles
 from api.routers.sources import list_sources
-from cases import evidence_index, place_history
+from cases import evidence_index, place_history, retention
 from cases.handling import HANDLING_NAMES_ZH, HANDLINGS
 from cases.store import ORDERS, REJECT_REASONS, STATUSES
 from patrol.wiring import Parts
@@ -142,8 +142,14 @@ def console(request: Request, flt: QueueFilter = Depends(), parts: Parts = Depen
     return templates.TemplateResponse(request, "console.html", {
         **_queue(parts, flt), "user": principal, "sources": _source_names(registry),
         "event_types": taxonomy.event_types(), "categories": taxonomy.categories(), "reasons": REJECT_REASONS,
-        "statuses": STATUSES,
+        "statuses": STATUSES, "storage_warning": _storage_warning(),
     })
+
+
+def _storage_warning() -> str | None:
+    """The evidence quota warning of this process's last retention run (cases/retention.py)."""
+    usage = retention.LAST_USAGE
+    return usage.warning if usage is not None else None
 
 
 @router.get("/ui/queue", response_class=HTMLResponse)
@@ -170,6 +176,7 @@ def case_detail(request: Request, case_id: int, parts: Parts = Depends(get_parts
         "camera": _camera(gmap, registry, case.source_id), "tiles": tiles(gmap, parts.settings.ui.map_tiles_url)
         if gmap is not None else [],
         "actions": parts.store.actions(case_id), "events": parts.store.events(case_id),
+        "removal": retention.removal_of(parts.store, case_id),
         "sources": _source_names(registry),
     })
 
