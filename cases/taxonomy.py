@@ -134,6 +134,12 @@ class Taxonomy:
         m = self._mapping.get(event_type)
         return (m.name_zh, m.name_en) if m else (event_type, event_type.replace("_", " "))
 
+    def picture_names(self) -> dict[str, str]:
+        """Chinese names of the event types and the detector labels, for evidence pictures."""
+        out = {label: zh for label, (zh, _en) in self._objects.items()}
+        out.update({t: self.event_name(t)[0] for t in self._mapping})
+        return out
+
     def object_name(self, label: str | None) -> tuple[str, str]:
         """(Chinese, English) name of a detector label; the label itself when the file has none."""
         label = label or ""

@@ -94,4 +94,4 @@ class Parts:
 
     @cached_property
     def rules(self):
-        return default_rules(self.settings.rules)
+        return default_rules(self.settings.rules, names=self.taxonomy.picture_names())

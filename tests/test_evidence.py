@@ -220,3 +220,27 @@ def test_views_of_a_reviewed_case_stay_as_reviewed(builder, store):
     for e in later:
         builder.apply(e, "fixed")
     assert store.evidence(case.id) == before
+
+
+def test_the_snapshot_names_the_violation_in_chinese_and_falls_back_to_english_without_a_font(monkeypatch):
+    from vision import evidence
+
+    if evidence._cjk_font(16) is None:
+        pytest.skip("no CJK font installed (Debian: fonts-noto-cjk, which .ci/run installs)")
+    grey = np.full((540, 960, 3), 120, np.uint8)
+    box = (300, 200, 600, 400)
+    named = evidence.draw_snapshot(grey, box, "私搭乱建: 彩钢棚 0.96", fallback="illegal_construction: steel_shed 0.96")
+    english = evidence.draw_snapshot(grey, box, "illegal_construction: steel_shed 0.96")
+    caption = (slice(170, 200), slice(300, 600))  # above the box
+    a = cv2.imdecode(np.frombuffer(named, np.uint8), cv2.IMREAD_COLOR)[caption]
+    b = cv2.imdecode(np.frombuffer(english, np.uint8), cv2.IMREAD_COLOR)[caption]
+    white = lambda img: int((img.min(axis=2) > 200).sum())  # noqa: E731  (the caption's letters)
+    assert white(a) > 50 and np.abs(a.astype(int) - b.astype(int)).mean() > 5  # Chinese glyphs, not the English
+    # a machine without a CJK font writes the English caption rather than question marks
+    monkeypatch.setattr(evidence, "CJK_FONTS", ())
+    evidence._cjk_font.cache_clear()
+    try:
+        assert evidence.draw_snapshot(grey, box, "私搭乱建: 彩钢棚 0.96",
+                                      fallback="illegal_construction: steel_shed 0.96") == english
+    finally:
+        evidence._cjk_font.cache_clear()

@@ -3,6 +3,7 @@ the views before and after, and a short clip of how it began; and the same sampl
 clean, with nothing drawn, to train the next model on."""
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections import deque
@@ -17,18 +18,69 @@ import numpy as np
 RED = (40, 40, 230)
 
 
-def draw_snapshot(image: np.ndarray, box: tuple[float, float, float, float], label: str, quality: int = 85) -> bytes:
-    """JPEG of ``image`` with ``box`` (image pixels) outlined and labelled."""
+# Fonts that draw Chinese, where Debian and the usual distributions put them (fonts-noto-cjk,
+# fonts-wqy-microhei, fonts-droid-fallback); without one the caption falls back to English.
+CJK_FONTS = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+             "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+             "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+             "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+             "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
+
+
+@functools.lru_cache(maxsize=8)
+def _cjk_font(size: int):
+    from PIL import ImageFont
+
+    for path in CJK_FONTS:
+        if os.path.exists(path):
+            try:
+                return ImageFont.truetype(path, size)
+            except OSError:
+                continue
+    return None
+
+
+def draw_snapshot(image: np.ndarray, box: tuple[float, float, float, float], label: str, quality: int = 85,
+                  fallback: str | None = None) -> bytes:
+    """JPEG of ``image`` with ``box`` (image pixels) outlined and labelled. A label in
+    Chinese needs a CJK font; where none is installed ``fallback`` (ASCII) is written."""
     img = image.copy()
     h, w = img.shape[:2]
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     thick = max(2, w // 320)
     cv2.rectangle(img, (x1, y1), (x2, y2), RED, thick)
+    if not label.isascii():
+        font = _cjk_font(max(14, round(w / 60)))
+        if font is not None:
+            img = _caption_cjk(img, (x1, y1, x2, y2), label, font)
+            return _jpeg(img, quality)
+        label = fallback or label.encode("ascii", "replace").decode()
     scale = max(0.45, w / 1400)
     (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(h - 1, y2 + th + 4)
     cv2.rectangle(img, (x1, ty - th - base), (min(w - 1, x1 + tw + 6), ty + base // 2), RED, -1)
     cv2.putText(img, label, (x1 + 3, ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return _jpeg(img, quality)
+
+
+def _caption_cjk(img: np.ndarray, box: tuple[int, int, int, int], label: str, font) -> np.ndarray:
+    """The caption drawn with PIL (OpenCV's fonts have no Chinese), above the box or below it."""
+    from PIL import Image, ImageDraw
+
+    h, w = img.shape[:2]
+    x1, y1, _, y2 = box
+    left, top, right, bottom = font.getbbox(label)
+    tw, th = right - left, bottom - top
+    pad = max(2, th // 6)
+    ty = y1 - th - 2 * pad if y1 - th - 2 * pad >= 0 else min(h - th - 2 * pad, y2 + 1)
+    pil = Image.fromarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    draw = ImageDraw.Draw(pil)
+    draw.rectangle((x1, ty, min(w - 1, x1 + tw + 2 * pad), ty + th + 2 * pad), fill=(RED[2], RED[1], RED[0]))
+    draw.text((x1 + pad - left, ty + pad - top), label, font=font, fill=(255, 255, 255))
+    return cv2.cvtColor(np.asarray(pil), cv2.COLOR_RGB2BGR)
+
+
+def _jpeg(img: np.ndarray, quality: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("could not encode the evidence snapshot")

@@ -28,6 +28,7 @@ from streams.reader import SourceError
 from streams.sources import Source
 from vision.events import Event
 from vision.evidence import clean_frame, draw_snapshot
+from vision.rules.base import caption
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,10 @@ def uses_sub_stream(src: Source) -> bool:
 
 
 class MainStreamEvidence:
-    def __init__(self, timeout_s: float = 5.0, transport: str = "tcp", parallel: int = 2, grab=grab_frame):
+    def __init__(self, timeout_s: float = 5.0, transport: str = "tcp", parallel: int = 2, grab=grab_frame,
+                 names: dict[str, str] | None = None):
         self.timeout_s = timeout_s
+        self.names = names or {}  # the evidence picture's names of event types and labels
         self.transport = transport
         self._grab = grab
         self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="main-grab")
@@ -146,7 +149,8 @@ class MainStreamEvidence:
         sx, sy = w / sw, h / sh
         x1, y1, x2, y2 = ev.bbox
         bbox = (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
-        snapshot = draw_snapshot(grab.image, bbox, f"{ev.event_type}: {ev.label} {ev.confidence:.2f}")
+        label, raw = caption(ev, self.names)
+        snapshot = draw_snapshot(grab.image, bbox, label, fallback=raw)
         boxes = [[lab, c, bx1 * sx, by1 * sy, bx2 * sx, by2 * sy] for lab, c, bx1, by1, bx2, by2 in ev.boxes]
         when = datetime.fromtimestamp(grab.ts, CITY_TZ).strftime("%H:%M:%S")
         note = (f"evidence picture from the main stream ({w}x{h}) at {when}, when the event was reported; "

@@ -131,8 +131,9 @@ class PatrolWorker:
         self.usage = ProcessUsage()
         self.started_at = time.time()
         self.lag: dict[str, float] = {}  # source id -> seconds its newest analysed sample waited
+        names = next((c.names for c in pipeline.rule_configs if c.names), {})
         self.main_evidence = MainStreamEvidence(timeout_s=self.reader_options.get("open_timeout_s", 5.0),
-                                                transport=self.reader_options.get("transport", "tcp"))
+                                                transport=self.reader_options.get("transport", "tcp"), names=names)
         self._failed: set[str] = set()  # held sources whose reader could not be started
         self._retired: list[LiveReader] = []  # stopped readers whose threads may still be finishing
         self._changed = threading.Event()  # a reader changed state: report soon

@@ -7,11 +7,14 @@ from vision.rules.base import EventRule, RuleConfig, SourceRules, prepare_zones
 DEFAULT_RULES = {r.event_type: r for r in (street_vending.RULE, illegal_construction.RULE, dust.RULE)}
 
 
-def default_rules(overrides: dict | None = None) -> list[RuleConfig]:
-    """The rules, with per-deployment overrides such as ``{"dust": {"min_hits": 2}}``."""
+def default_rules(overrides: dict | None = None, names: dict[str, str] | None = None) -> list[RuleConfig]:
+    """The rules, with per-deployment overrides such as ``{"dust": {"min_hits": 2}}``, and the
+    names the evidence pictures give event types and labels (``{"dust": "扬尘", ...}``)."""
     out = []
     for name, rule in DEFAULT_RULES.items():
         changes = dict((overrides or {}).get(name, {}))
+        if names:
+            changes["names"] = dict(names)
         if "labels" in changes:
             changes["labels"] = frozenset(changes["labels"])
         out.append(replace(rule, **changes))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
@@ -43,6 +44,9 @@ class RuleConfig:
     excluded_role: str | None = None  # never inside zones of this role
     plume_check: bool = False  # judge each box with the image's plume measure too (vision/plume.py)
     stationary: bool = False  # the thing must stay at one place in the world (vision/rules/place.py)
+    # how the evidence picture names event types and detector labels (the city's Chinese names,
+    # config/categories.yaml); a name missing here is written as the label itself
+    names: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -310,7 +314,7 @@ class EventRule:
         self._views(track, ev)
         track.last_emit_ts = now
         track.emitted_confidence = ev.confidence
-        return _snapshot_copy(ev, track)
+        return _snapshot_copy(ev, track, self.config.names)
 
     def _close(self, track: _Track, zone, now: float, why: str | None = None) -> Event:
         ev = track.event
@@ -406,11 +410,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _snapshot_copy(ev: Event, track: _Track) -> Event:
+def caption(ev: Event, names: Mapping[str, str]) -> tuple[str, str]:
+    """The evidence picture's caption in the city's names, and in the raw labels."""
+    raw = f"{ev.event_type}: {ev.label} {ev.confidence:.2f}"
+    named = f"{names.get(ev.event_type, ev.event_type)}: {names.get(ev.label, ev.label)} {ev.confidence:.2f}"
+    return named, raw
+
+
+def _snapshot_copy(ev: Event, track: _Track, names: Mapping[str, str]) -> Event:
     """A detached copy of the event for publishing, with its evidence drawn."""
     if ev.snapshot is None and track.best_frame is not None and track.best_box_px is not None:
-        ev.snapshot = draw_snapshot(track.best_frame.image, track.best_box_px,
-                                    f"{ev.event_type}: {ev.label} {ev.confidence:.2f}")
+        label, raw = caption(ev, names)
+        ev.snapshot = draw_snapshot(track.best_frame.image, track.best_box_px, label, fallback=raw)
     if ev.frame is None and track.best_frame is not None:
         ev.frame = clean_frame(track.best_frame.image)
     return replace(ev, trace=list(ev.trace), bbox=tuple(ev.bbox), boxes=[list(b) for b in ev.boxes])
