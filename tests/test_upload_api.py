@@ -194,6 +194,7 @@ def test_chunked_upload_interrupted_and_resumed_makes_drafts_with_coordinates_an
     track = parse_srt(DRONE_SRT)
     lats = [s.lat for s in track]
     assert status["cases"] and [c["event_type"] for c in status["cases"]] == ["illegal_construction"]
+    assert status["cases"][0]["named"].startswith("私搭乱建 · ")  # as the uploads page shows it
     for case in status["cases"]:
         assert min(lats) <= case["lat"] <= max(lats) and abs(case["lon"] - 114.295) < 1e-4
         assert case["grid"] == parts.grid.cell_at(case["lat"], case["lon"])

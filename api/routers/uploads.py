@@ -111,6 +111,7 @@ class CaseBrief(BaseModel):
     id: int
     case_no: str
     event_type: str
+    named: str = Field("", description="the event type and the object, as the city names them (占道经营 · 流动摊位)")
     category: str
     status: str
     first_seen: float
@@ -249,7 +250,9 @@ def _cases(parts, flight: FlightView) -> list[CaseBrief]:
         c = parts.store.get_case(cid)
         if c is None:
             continue
-        out.append(CaseBrief(id=c.id, case_no=c.case_no, event_type=c.event_type, status=c.status,
+        zh = parts.taxonomy.event_name(c.event_type)[0]
+        named = f"{zh} · {parts.taxonomy.object_name(c.label)[0]}" if c.label else zh
+        out.append(CaseBrief(id=c.id, case_no=c.case_no, event_type=c.event_type, named=named, status=c.status,
                              category=f"{c.major}/{c.minor} {c.minor_name}", first_seen=c.first_seen,
                              last_seen=c.last_seen, confidence=c.confidence, lat=c.lat, lon=c.lon, grid=c.grid,
                              snapshot_url=f"/api/v1/uploads/{flight.id}/cases/{c.id}/snapshot" if c.snapshot_key
