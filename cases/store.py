@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import zlib
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -44,12 +44,13 @@ from .db import Base, UTCDateTime, forbid_changes, utcnow  # noqa: F401  (re-exp
 from .evidence_index import EvidenceView
 from .grid import GridIndex
 from .taxonomy import Category, Taxonomy, TaxonomyError
+from streams.city import CITY_TZ
 
 STATUSES = ("draft", "approved", "rejected")
 MAX_TRACE_LINES = 200
 REJECT_REASONS = ("false_alarm", "duplicate", "permitted", "other")
 ORDERS = ("newest", "confidence")
-CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")  # case numbers carry the city's local date
+CHINA_TZ = CITY_TZ  # (the name other modules import)
 
 
 class CaseError(Exception):

@@ -14,14 +14,14 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from streams.crs import to_wgs84
 from streams.frame import WALL_CLOCK_FROM
 from streams.positions import Fix
+from streams.city import CITY_TZ
 
-CITY_TZ = timezone(timedelta(hours=8))  # a time written without a zone is the city's (China Standard Time)
 KNOT_MPS = 0.514444
 
 

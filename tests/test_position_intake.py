@@ -25,8 +25,8 @@ from patrol.wiring import Parts
 from streams.crs import gcj02_to_bd09, wgs84_to_gcj02
 from streams.frame import GeoPoint
 from streams.geo import ahead, metres
-from streams.positions import Fix, FixTrack
-from streams.sources import SamplingPolicy, parse_registry
+from streams.positions import Fix
+from streams.sources import parse_registry
 from test_bus import private_redis_db, redis_unreachable, wait_for
 from vision.events import Event
 from vision.pipeline import Pipeline

@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from streams.grab import Grab, grab_frame
 from streams.reader import SourceError
@@ -29,10 +29,10 @@ from streams.sources import Source
 from vision.events import Event
 from vision.evidence import clean_frame, draw_snapshot
 from vision.rules.base import caption
+from streams.city import CITY_TZ
 
 log = logging.getLogger(__name__)
 
-CITY_TZ = timezone(timedelta(hours=8))  # traces are read in China Standard Time
 
 
 @dataclass

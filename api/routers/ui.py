@@ -8,7 +8,7 @@ from here, sends review actions to the JSON API, handles the keys, and listens t
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -25,13 +25,13 @@ from cases.handling import HANDLING_NAMES_ZH, HANDLINGS
 from cases.store import ORDERS, REJECT_REASONS, STATUSES
 from patrol.wiring import Parts
 from streams.frame import is_wall_clock
+from streams.city import CITY_TZ
 
 router = APIRouter(include_in_schema=False)
 UI = Path(__file__).resolve().parents[1] / "ui"
 templates = Jinja2Templates(directory=str(UI / "templates"))
 pages.install(templates)
 STATIC = re.compile(r"[a-z0-9_-]+\.(js|css)")
-CITY_TZ = timezone(timedelta(hours=8))  # the command centre reads China Standard Time
 QUEUE_LIMIT = 100
 
 REASON_NAMES = {"false_alarm": "误报 False alarm", "duplicate": "重复 Duplicate", "permitted": "已审批 Permitted",

@@ -11,7 +11,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import numpy as np
 from shapely.geometry import Point, Polygon
@@ -24,6 +24,7 @@ from vision.events import Event
 from vision.evidence import RecentSamples, Sample, clean_frame, draw_snapshot, make_clip
 from vision.plume import RESCUE_CONF, PlumeMeasure, measure, supports_dust
 from vision.rules.place import Anchor, PlaceCheck, ViewMotion
+from streams.city import CITY_TZ
 
 CLIP_SAMPLES = 12  # the view before, then the first samples of a presence: how it began
 
@@ -370,7 +371,6 @@ class EventRule:
         return lines
 
 
-CITY_TZ = timezone(timedelta(hours=8))  # the command centre reads China Standard Time
 
 
 def _locate(ev: Event, frame: Frame, box) -> None:
