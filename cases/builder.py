@@ -45,7 +45,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from streams.frame import is_wall_clock
-from vision.events import Event
+from vision.events import Event, EventState
 
 from . import clean_frames, evidence_index, feed
 from .evidence_store import EvidenceStore
@@ -275,9 +275,9 @@ def _end_orphans(s: Session, case_id: int, event: Event) -> None:
     worker that died (its source taken over by another): it ended at its last
     sighting, and the new event continues the case."""
     orphans = s.scalars(select(CaseEvent).where(CaseEvent.case_id == case_id, CaseEvent.source_id == event.source_id,
-                                                CaseEvent.state != "closed", CaseEvent.event_id != event.event_id))
+                                                CaseEvent.state != EventState.CLOSED, CaseEvent.event_id != event.event_id))
     for row in orphans:
-        row.state, row.end = "closed", row.last_seen
+        row.state, row.end = EventState.CLOSED, row.last_seen
         row.trace = [*row.trace, f"ended at its last sighting: its worker stopped without closing it; "
                                  f"event {event.event_id} of the same source continues the case"]
 

@@ -17,6 +17,7 @@ States, and who moves an upload between them::
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -26,15 +27,26 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from .store import Base, Store, utcnow
 
-STATES = ("uploading", "needs_site", "queued", "processing", "done", "failed", "rejected")
+class FlightState(StrEnum):
+    UPLOADING = "uploading"
+    NEEDS_SITE = "needs_site"  # no telemetry: the operator marks the site
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+    REJECTED = "rejected"  # the finished bytes failed a check
+
+
+STATES = tuple(FlightState)
+F = FlightState
 MOVES = {
-    "uploading": {"queued", "needs_site", "rejected"},
-    "needs_site": {"queued"},
-    "queued": {"processing", "failed"},
-    "processing": {"processing", "done", "failed"},  # processing → processing: another worker took it over
-    "done": set(),
-    "failed": set(),
-    "rejected": set(),
+    F.UPLOADING: {F.QUEUED, F.NEEDS_SITE, F.REJECTED},
+    F.NEEDS_SITE: {F.QUEUED},
+    F.QUEUED: {F.PROCESSING, F.FAILED},
+    F.PROCESSING: {F.PROCESSING, F.DONE, F.FAILED},  # processing → processing: another worker took it over
+    F.DONE: set(),
+    F.FAILED: set(),
+    F.REJECTED: set(),
 }
 
 

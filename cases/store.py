@@ -15,6 +15,7 @@ import math
 import zlib
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -38,6 +39,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from streams.frame import is_wall_clock
+from vision.events import EventState
 
 from . import audit, clean_frames, evidence_index, feed, outbox  # noqa: F401  (clean_frames: its table)
 from .db import Base, UTCDateTime, forbid_changes, utcnow  # noqa: F401  (re-exported: callers import them from here)
@@ -46,7 +48,15 @@ from .grid import GridIndex
 from .taxonomy import Category, Taxonomy, TaxonomyError
 from streams.city import CITY_TZ
 
-STATUSES = ("draft", "approved", "rejected")
+class CaseStatus(StrEnum):
+    """A draft until an analyst decides; nothing else changes it."""
+
+    DRAFT = "draft"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+STATUSES = tuple(CaseStatus)
 MAX_TRACE_LINES = 200
 REJECT_REASONS = ("false_alarm", "duplicate", "permitted", "other")
 ORDERS = ("newest", "confidence")
@@ -559,7 +569,7 @@ def refold(s: Session, case: DraftCase) -> None:
     events = s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.start)).all()
     case.hits = sum(e.hits for e in events)
     case.samples = sum(e.samples for e in events)
-    case.ended = all(e.state == "closed" for e in events)
+    case.ended = all(e.state == EventState.CLOSED for e in events)
     case.trace = case_trace(events)
 
 

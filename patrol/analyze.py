@@ -19,6 +19,7 @@ from streams.sources import DEFAULT_INTERVAL_S, ConfigError, Zone, read_yaml
 from streams.placement import DEFAULT_MAX_FIX_AGE_S, Positions, SrtPositions, View, place_sample, recorded_track
 from streams.telemetry import parse_srt
 from streams.tracks import TrackError, align, read_track
+from vision.events import EventState
 from vision.pipeline import Pipeline
 
 BATCH = 8  # consecutive samples per detector call
@@ -87,7 +88,7 @@ def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str
             case = builder.apply(ev, kind, grid)
             if case is not None:
                 touched[case.id] = case
-                if ev.state == "opened":  # an event opens at the sample that confirmed it
+                if ev.state == EventState.OPENED:  # an event opens at the sample that confirmed it
                     opened_at[case.id] = min(opened_at.get(case.id, ev.last_seen), ev.last_seen)
 
     batch = []

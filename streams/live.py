@@ -7,6 +7,8 @@ consumer costs dropped samples, which are counted, not a growing queue.
 """
 from __future__ import annotations
 
+from enum import StrEnum
+
 import collections
 import logging
 import random
@@ -30,7 +32,16 @@ from streams.reader import (
 
 log = logging.getLogger(__name__)
 
-STATES = ("connecting", "live", "stalled", "down")
+class SourceState(StrEnum):
+    """What a reader says of its source (the sources page and /metrics show it)."""
+
+    CONNECTING = "connecting"
+    LIVE = "live"
+    STALLED = "stalled"  # connected, but no picture for a while
+    DOWN = "down"  # failed or ended; reconnecting with backoff unless it was a file that ended
+
+
+STATES = tuple(SourceState)
 StateCallback = Callable[[str, str, str], None]
 
 # Time a blocking FFmpeg call may overrun its own timeouts before the watchdog

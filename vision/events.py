@@ -4,8 +4,17 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 EVENT_TYPES = ("street_vending", "illegal_construction", "dust")
+
+
+class EventState(StrEnum):
+    """Where an episode is: each change is published with the same id and a newer revision."""
+
+    OPENED = "opened"
+    UPDATED = "updated"
+    CLOSED = "closed"
 
 
 @dataclass(slots=True)
@@ -21,7 +30,7 @@ class Event:
     event_id: str
     source_id: str
     event_type: str
-    state: str  # opened | updated | closed
+    state: str  # an EventState
     start: float
     last_seen: float
     confidence: float

@@ -26,7 +26,7 @@ from datetime import datetime
 from streams.grab import Grab, grab_frame
 from streams.reader import SourceError
 from streams.sources import Source
-from vision.events import Event
+from vision.events import Event, EventState
 from vision.evidence import clean_frame, draw_snapshot
 from vision.rules.base import caption
 from streams.city import CITY_TZ
@@ -85,7 +85,7 @@ class MainStreamEvidence:
         queued = any(p.grab is not None and p.event.event_id == event.event_id
                      and p.event.evidence_ts == event.evidence_ts for p in queue)
         grab = None
-        if event.state != "closed" and not queued and (known is None or known.evidence_ts != event.evidence_ts):
+        if event.state != EventState.CLOSED and not queued and (known is None or known.evidence_ts != event.evidence_ts):
             grab = self._pool.submit(self._grab, src.url, self.timeout_s, self.transport)
             self.grabs += 1
         queue.append(_Pending(event, grab, sub_size))
@@ -121,7 +121,7 @@ class MainStreamEvidence:
         if p.grab is not None:
             self._evidence[ev.event_id] = self._from_grab(ev, p)
         found = self._evidence.get(ev.event_id)
-        if ev.state == "closed":
+        if ev.state == EventState.CLOSED:
             self._evidence.pop(ev.event_id, None)
         if found is None:
             return ev

@@ -20,7 +20,7 @@ from shapely.prepared import prep
 from streams.frame import Frame, is_wall_clock
 from streams.geo import place
 from vision.detections import Detections
-from vision.events import Event
+from vision.events import Event, EventState
 from vision.evidence import RecentSamples, Sample, clean_frame, draw_snapshot, make_clip
 from vision.plume import RESCUE_CONF, PlumeMeasure, measure, supports_dust
 from vision.rules.place import Anchor, PlaceCheck, ViewMotion
@@ -221,7 +221,7 @@ class EventRule:
             elif hit is not None:
                 improved = ev.confidence >= track.emitted_confidence + 0.1
                 if frame.ts - track.last_emit_ts >= cfg.update_every_s or improved:
-                    out.append(self._emit(track, "updated", frame.ts))
+                    out.append(self._emit(track, EventState.UPDATED, frame.ts))
             elif frame.ts - ev.last_seen >= cfg.absence_s:
                 out.append(self._close(track, zone, frame.ts))
             if track.event is None and not any(h for _, h in track.history):
@@ -296,7 +296,7 @@ class EventRule:
 
     def _open(self, track: _Track, zone, start: float, hits: int, now: float) -> Event:
         ev = Event(
-            event_id=uuid.uuid4().hex, source_id=self.source_id, event_type=self.config.event_type, state="opened",
+            event_id=uuid.uuid4().hex, source_id=self.source_id, event_type=self.config.event_type, state=EventState.OPENED,
             start=start, last_seen=now, confidence=0.0, bbox=(0, 0, 0, 0), zone=zone, hits=hits,
             model_version=self.model_version,
         )
@@ -304,7 +304,7 @@ class EventRule:
         track.event = ev
         track.looked = len(track.history)
         track.confirmed = (hits, len(track.history))
-        return self._emit(track, "opened", now)
+        return self._emit(track, EventState.OPENED, now)
 
     def _emit(self, track: _Track, state: str, now: float) -> Event:
         ev = track.event
@@ -321,7 +321,7 @@ class EventRule:
         ev = track.event
         ev.end = ev.last_seen
         track.ended = why or f"not seen for {self.config.absence_s:.0f} s"
-        out = self._emit(track, "closed", now)
+        out = self._emit(track, EventState.CLOSED, now)
         track.event, track.ended = None, None
         self._forget(track)
         track.history.clear()
@@ -341,7 +341,7 @@ class EventRule:
         # full, and at the close, not at every revision in between (a revision in between
         # carries the clip as last encoded).
         grown = len(track.clip) >= 2 and track.clip_encoded != len(track.clip)
-        if grown and (track.clip_mp4 is None or len(track.clip) >= CLIP_SAMPLES or ev.state == "closed"):
+        if grown and (track.clip_mp4 is None or len(track.clip) >= CLIP_SAMPLES or ev.state == EventState.CLOSED):
             track.clip_mp4 = make_clip([s.jpeg for s in track.clip])
             track.clip_encoded = len(track.clip)
         ev.clip = track.clip_mp4
@@ -366,7 +366,7 @@ class EventRule:
                          f"({', '.join(z.name for z in self._excluded)}) are ignored")
         if ev.place:
             lines.append(f"place: {ev.place}")
-        if ev.state == "closed":
+        if ev.state == EventState.CLOSED:
             lines.append(f"ended: {track.ended or f'not seen for {cfg.absence_s:.0f} s'}")
         return lines
 
