@@ -41,6 +41,7 @@ SESSION_PREFIX = "pcs_"  # patrol console session
 TOKEN_PREFIX = "pat_"  # patrol API token
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 8
+MAX_TOKEN_DAYS = 36500  # a century: longer is "until revoked" (days=None), and overflows a date
 
 
 class AccountError(ValueError):
@@ -356,8 +357,8 @@ class Accounts:
             raise AccountError(f"token name {name!r} must be 1-64 letters, digits or . _ @ -")
         if role not in TOKEN_ROLES:
             raise AccountError(f"role {role!r} is not a token role; one of {', '.join(TOKEN_ROLES)}")
-        if days is not None and days <= 0:
-            raise AccountError(f"days must be positive, not {days:g}")
+        if days is not None and not 0 < days <= MAX_TOKEN_DAYS:
+            raise AccountError(f"days must be more than 0 and at most {MAX_TOKEN_DAYS}, not {days:g}")
         now = utcnow()
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.store.transaction() as s:

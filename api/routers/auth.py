@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
+from api.params import Body
 from api.auth import SESSION_COOKIE, Principal, accounts, optional_principal, require, safe_next
 from cases.accounts import AccountError, ROLES, USER_ROLES, Unauthenticated, utcnow
 
@@ -17,7 +18,7 @@ pages = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "ui" / "templates"))
 
 
-class Credentials(BaseModel):
+class Credentials(Body):
     username: str = Field(..., min_length=1, max_length=64)
     password: str = Field(..., min_length=1, max_length=1024)
 
@@ -33,7 +34,7 @@ class LoginOut(BaseModel):
     user: UserOut
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(Body):
     current_password: str = Field(..., min_length=1, max_length=1024)
     new_password: str = Field(..., min_length=1, max_length=1024)
 
