@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api import pages
+from api.edge import RequestGuard
 from api.routers import cases, health, metrics, review, sources, ui
 from api.routers import admin, auth
 from api.routers import audit, feed
@@ -36,6 +37,7 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
                                 {"name": "positions", "description": "Live positions of vehicles, phones and the "
                                  "drone (telemetry tokens; JSON or GB/T 28181 MobilePosition)"}])
     app.state.parts = parts
+    app.add_middleware(RequestGuard, chunk_limit=parts.settings.uploads.chunk_max_bytes)
     app.add_exception_handler(RequestValidationError, validation_failed)
     pages.register(app)  # a page a role may not use answers with a readable page
     app.state.bus = bus
