@@ -153,12 +153,10 @@ def cmd_demo(args) -> int:
     settings.worker.loop_files = True
     rt = Runtime(settings)
     stop = _stop_on_signals()
-    rt.builder_thread(stop)
-    rt.worker_thread(stop)
-    rt.upload_thread(stop)
+    threads = [rt.builder_thread(stop), rt.worker_thread(stop), rt.upload_thread(stop)]
     host, port = settings.api.host, args.port or settings.api.port
     settings.api.port = port  # evidence URLs in the feed and webhooks name the port actually served
-    rt.delivery_thread(stop)
+    threads.append(rt.delivery_thread(stop))
     print(f"City Patrol demo: {len(rt.registry)} sources from {settings.sources}", flush=True)
     print(f"  review page   http://{host}:{port}/", flush=True)
     print(f"  API (OpenAPI) http://{host}:{port}/docs", flush=True)
@@ -170,9 +168,17 @@ def cmd_demo(args) -> int:
         rt.serve_api(stop, host, port)
     finally:
         stop.set()
-        time.sleep(0.5)
+        _join(threads)  # before Redis closes: a thread still reading from it would break mid-call
         rt.close()
     return 0
+
+
+def _join(threads, timeout_s: float = 10.0) -> None:
+    """Wait for the threads to end (together at most ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    for t in threads:
+        if t is not None:
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 def _print_demo_users(rt: Runtime, data_dir: Path) -> None:
@@ -197,12 +203,13 @@ def cmd_serve(args) -> int:
     load_handling(settings.cases.handling_file)  # the city's 721 rules: a mistake stops the start, not an approval
     rt = Runtime(settings)
     stop = _stop_on_signals()
+    threads = []
     if not args.no_builder:
-        rt.builder_thread(stop)
+        threads.append(rt.builder_thread(stop))
     host, port = args.host or settings.api.host, args.port or settings.api.port
     settings.api.host, settings.api.port = host, port  # evidence URLs name what is actually served
     if not args.no_deliver:
-        rt.delivery_thread(stop)
+        threads.append(rt.delivery_thread(stop))
     print(f"City Patrol API on http://{host}:{port}/ (Redis: {rt.redis_url}; database: {settings.db_url})", flush=True)
     if not rt.parts.accounts.count_users():
         print("  no users yet: add the first with `patrol user add NAME --role admin`", flush=True)
@@ -210,6 +217,7 @@ def cmd_serve(args) -> int:
         rt.serve_api(stop, host, port)
     finally:
         stop.set()
+        _join(threads)
         rt.close()
     return 0
 
