@@ -81,3 +81,33 @@ def test_the_window_is_written_by_itself_when_it_ends(parts):
         time.sleep(0.05)
     [summary] = _audit(parts, "auth.login_failed_unknown")
     assert summary.detail["count"] == 2 and summary.detail["addresses_sample"] == ["10.0.0.1"]
+
+
+# ---------------------------------------------------------------- the edge: framing, logout, 422
+
+
+def test_pages_and_answers_may_not_be_framed(parts):
+    with TestClient(create_app(parts)) as client:
+        for path in ("/login", "/health", "/api/v1/cases"):
+            r = client.get(path)
+            assert r.headers["x-frame-options"] == "DENY", path
+            assert r.headers["content-security-policy"] == "frame-ancestors 'none'", path
+
+
+def test_logout_refuses_a_cookie_sent_from_another_site(parts):
+    with TestClient(create_app(parts), base_url="http://patrol.city") as client:
+        assert _login(client, "li", PASSWORD).status_code == 200  # the client keeps the cookie
+        r = client.post("/api/v1/auth/logout", headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403 and "cross-site" in r.json()["detail"]
+        assert client.get("/api/v1/auth/me").status_code == 200  # still logged in
+        assert client.post("/api/v1/auth/logout", headers={"Origin": "http://patrol.city"}).status_code == 204
+        client.cookies.clear()
+
+
+def test_a_validation_error_does_not_echo_the_input(parts):
+    with TestClient(create_app(parts)) as client:
+        r = client.post("/api/v1/auth/login", json={"username": "u" * 900_000, "password": "x"})
+        assert r.status_code == 422 and len(r.content) < 1000, len(r.content)
+        assert r.json()["detail"][0]["loc"] == ["body", "username"]
+        r = client.post("/api/v1/auth/login", json={"username": "u" * (2 << 20), "password": "x"})
+        assert r.status_code == 413 and "at most 1 MiB" in r.json()["detail"]
