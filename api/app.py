@@ -5,9 +5,12 @@ their errors into HTTP answers with a readable ``detail``.
 """
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from api import faults, pages
+from api.edge import RequestGuard
 from api.routers import cases, health, metrics, review, sources, ui
 from api.routers import admin, auth
 from api.routers import audit, feed
@@ -34,6 +37,8 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
                                 {"name": "positions", "description": "Live positions of vehicles, phones and the "
                                  "drone (telemetry tokens; JSON or GB/T 28181 MobilePosition)"}])
     app.state.parts = parts
+    app.add_middleware(RequestGuard, chunk_limit=parts.settings.uploads.chunk_max_bytes)
+    app.add_exception_handler(RequestValidationError, validation_failed)
     pages.register(app)  # a page a role may not use answers with a readable page
     faults.register(app)  # a write refused by a full disk: 503 with Retry-After
     app.state.bus = bus
@@ -54,3 +59,13 @@ def create_app(parts: Parts, bus=None, registry=None) -> FastAPI:
     app.include_router(positions.router)
     return app
 
+
+async def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 saying where and why, never echoing the input: it may be megabytes, or a
+    NaN that JSON cannot even carry back."""
+    return JSONResponse({"detail": [_brief(e) for e in exc.errors()[:20]]}, status_code=422)
+
+
+def _brief(error: dict) -> dict:
+    return {"type": error.get("type"), "loc": [str(x)[:64] if isinstance(x, str) else x for x in error.get("loc", ())],
+            "msg": str(error.get("msg", ""))[:300]}

@@ -29,7 +29,7 @@ from fastapi.security import APIKeyCookie, HTTPBearer
 from cases.accounts import ROLES, Accounts, Principal, Unauthenticated
 
 __all__ = ["Principal", "require", "require_page", "PageForbidden", "optional_principal", "allows", "accounts", "SESSION_COOKIE",
-           "ROLES"]
+           "ROLES", "same_origin", "credential_refusal"]
 
 SESSION_COOKIE = "patrol_session"
 
@@ -83,26 +83,36 @@ def _credential(request: Request) -> tuple[str | None, str]:
     return (cookie, "cookie") if cookie else (None, "")
 
 
-def _authenticate(request: Request) -> Principal:
+def _authenticate(request: Request, *, check_origin: bool = True) -> Principal:
     """The principal, or a 401 that says why not (cached per request)."""
-    cached = getattr(request.state, "principal", None)
-    if cached is not None:
-        return cached
     token, via = _credential(request)
-    if token is None:
-        raise HTTPException(401, "not logged in: log in at /login, or send 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
-    try:
-        principal = accounts(request).authenticate(token)
-    except Unauthenticated as err:
-        raise HTTPException(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from None
-    if via == "cookie" and request.method not in SAFE_METHODS:
-        _same_origin(request)
-    request.state.principal = principal
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        if token is None:
+            raise HTTPException(401, "not logged in: log in at /login, or send 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            principal = accounts(request).authenticate(token)
+        except Unauthenticated as err:
+            raise HTTPException(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from None
+        request.state.principal = principal
+    if check_origin and via == "cookie" and request.method not in SAFE_METHODS:
+        same_origin(request)
     return principal
 
 
-def _same_origin(request: Request) -> None:
+def credential_refusal(request: Request) -> str | None:
+    """Why the request's credential does not hold (none, malformed, unknown, ended), or
+    None when it does. For api.edge, which asks before the body is read; the principal
+    is kept for the route's own role check."""
+    try:
+        _authenticate(request, check_origin=False)
+    except HTTPException as err:
+        return str(err.detail)
+    return None
+
+
+def same_origin(request: Request) -> None:
     """A cookie rides along on any request the browser makes, even one a foreign page
     starts. SameSite=Lax stops most; refusing unsafe methods whose Origin (or Referer)
     is another site stops the rest. Bearer tokens need no such check: no browser adds

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +32,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, delete, func, selec
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import audit
+from .failed_logins import UnknownNameFailures
 from .store import Base, Store, utcnow
 
 USER_ROLES = ("analyst", "operator", "admin")  # people, who log in with a password
@@ -41,6 +43,7 @@ SESSION_PREFIX = "pcs_"  # patrol console session
 TOKEN_PREFIX = "pat_"  # patrol API token
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 8
+MAX_TOKEN_DAYS = 36500  # a century: longer is "until revoked" (days=None), and overflows a date
 
 
 class AccountError(ValueError):
@@ -92,8 +95,16 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, want)
 
 
+# Each scrypt computation holds 128*r*n bytes (32 MiB at the default cost): however many
+# requests ask at once, this many run and the rest wait, so memory stays bounded.
+# (The login route also queues its checks without holding threads: api/login_guard.py.)
+MAX_HASHING = 4
+_hashing = threading.BoundedSemaphore(MAX_HASHING)
+
+
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * r * n + 2**20, dklen=32)
+    with _hashing:
+        return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * r * n + 2**20, dklen=32)
 
 
 def _b64(raw: bytes) -> str:
@@ -203,7 +214,8 @@ class NewToken(_View):
 class Accounts:
     """Users, sessions and API tokens in the case store's database."""
 
-    def __init__(self, store: Store, *, session_hours: float = 12.0, kdf: Scrypt = DEFAULT_KDF):
+    def __init__(self, store: Store, *, session_hours: float = 12.0, kdf: Scrypt = DEFAULT_KDF,
+                 unknown_window_s: float = 60.0):
         if session_hours <= 0:
             raise AccountError(f"session_hours must be positive, not {session_hours:g}")
         self.store = store
@@ -213,6 +225,7 @@ class Accounts:
         # verifying against this when the user is unknown takes as long as a real check,
         # so response time does not tell which usernames exist
         self._dummy_hash = kdf.hash(secrets.token_urlsafe(16))
+        self.unknown_names = UnknownNameFailures(self._record_alone, unknown_window_s)
 
     def _read(self) -> Session:
         return Session(self.store.engine, expire_on_commit=False)
@@ -295,17 +308,21 @@ class Accounts:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def login(self, username: str, password: str, *, now: datetime | None = None) -> Login:
+    def login(self, username: str, password: str, *, now: datetime | None = None,
+              address: str | None = None) -> Login:
         """Check the password and open a session. The same message for an unknown
-        user and a wrong password, so a login form does not reveal who exists."""
+        user and a wrong password, so a login form does not reveal who exists.
+        ``address``: the client's, for the audit trail."""
         username = (username or "").strip()
         with self._read() as s:
             user = s.scalar(select(User).where(User.username == username))
         if user is None or not verify_password(password or "", user.password_hash):
             if user is None:
                 verify_password(password or "", self._dummy_hash)
-            self._record_alone(username[:64] or "?", "auth.login_failed", f"user:{username[:64] or '?'}",
-                               {"why": "wrong username or password"})
+                self.unknown_names.note(username, address)  # invented names: counted, not a row each
+            else:
+                self._record_alone(username, "auth.login_failed", f"user:{username}",
+                                   {"why": "wrong username or password", "address": address})
             raise Unauthenticated("wrong username or password")
         if user.disabled:
             self._record_alone(username, "auth.login_failed", f"user:{username}", {"why": "account disabled"})
@@ -356,8 +373,8 @@ class Accounts:
             raise AccountError(f"token name {name!r} must be 1-64 letters, digits or . _ @ -")
         if role not in TOKEN_ROLES:
             raise AccountError(f"role {role!r} is not a token role; one of {', '.join(TOKEN_ROLES)}")
-        if days is not None and days <= 0:
-            raise AccountError(f"days must be positive, not {days:g}")
+        if days is not None and not 0 < days <= MAX_TOKEN_DAYS:
+            raise AccountError(f"days must be more than 0 and at most {MAX_TOKEN_DAYS}, not {days:g}")
         now = utcnow()
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.store.transaction() as s:

@@ -13,6 +13,8 @@ import re
 
 VERSION = "v1"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,200}")
+_POSITION = re.compile(r"[0-9]{1,19}")  # ASCII digits that fit an SQL BIGINT
+MAX_POSITION = 2**63 - 1
 
 
 class CursorError(ValueError):
@@ -33,7 +35,7 @@ def decode(token: str, log: str) -> int:
     except (binascii.Error, UnicodeDecodeError):
         raise CursorError("cursor is not one this API issued (expected the next_cursor of an earlier page)") from None
     parts = raw.split(":")
-    if len(parts) != 3 or parts[0] != VERSION or not parts[2].isdigit():
+    if len(parts) != 3 or parts[0] != VERSION or not _POSITION.fullmatch(parts[2]) or int(parts[2]) > MAX_POSITION:
         raise CursorError("cursor is not one this API issued (expected the next_cursor of an earlier page)")
     if parts[1] != log:
         raise CursorError(f"this cursor belongs to the {parts[1]!r} log, not to {log!r}")

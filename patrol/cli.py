@@ -184,14 +184,12 @@ def cmd_demo(args) -> int:
     rt = Runtime(settings)
     stop = _stop_on_signals()
     rt.keep_redis_up(stop)
-    rt.builder_thread(stop)
-    rt.worker_thread(stop)
-    rt.upload_thread(stop)
+    threads = [rt.builder_thread(stop), rt.worker_thread(stop), rt.upload_thread(stop)]
     host, port = settings.api.host, args.port or settings.api.port
     settings.api.port = port  # evidence URLs in the feed and webhooks name the port actually served
-    rt.delivery_thread(stop)
-    rt.upload_relay_thread(stop)
-    rt.retention_thread(stop)
+    threads.append(rt.delivery_thread(stop))
+    threads.append(rt.upload_relay_thread(stop))
+    threads.append(rt.retention_thread(stop))
     print(f"City Patrol demo: {len(rt.registry)} sources from {settings.sources}", flush=True)
     print(f"  review page   http://{host}:{port}/", flush=True)
     print(f"  API (OpenAPI) http://{host}:{port}/docs", flush=True)
@@ -203,9 +201,17 @@ def cmd_demo(args) -> int:
         rt.serve_api(stop, host, port)
     finally:
         stop.set()
-        time.sleep(0.5)
+        _join(threads)  # before Redis closes: a thread still reading from it would break mid-call
         rt.close()
     return 0
+
+
+def _join(threads, timeout_s: float = 10.0) -> None:
+    """Wait for the threads to end (together at most ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    for t in threads:
+        if t is not None:
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 def _print_demo_users(rt: Runtime, data_dir: Path) -> None:
@@ -231,14 +237,15 @@ def cmd_serve(args) -> int:
     rt = Runtime(settings)
     stop = _stop_on_signals()
     rt.keep_redis_up(stop)
+    threads = []
     if not args.no_builder:
-        rt.builder_thread(stop)
+        threads.append(rt.builder_thread(stop))
     host, port = args.host or settings.api.host, args.port or settings.api.port
     settings.api.host, settings.api.port = host, port  # evidence URLs name what is actually served
     if not args.no_deliver:
-        rt.delivery_thread(stop)
-    rt.upload_relay_thread(stop)
-    rt.retention_thread(stop)
+        threads.append(rt.delivery_thread(stop))
+    threads.append(rt.upload_relay_thread(stop))
+    threads.append(rt.retention_thread(stop))
     print(f"City Patrol API on http://{host}:{port}/ (Redis: {rt.redis_url}; database: {settings.db_url})", flush=True)
     if not rt.parts.accounts.count_users():
         print("  no users yet: add the first with `patrol user add NAME --role admin`", flush=True)
@@ -246,6 +253,7 @@ def cmd_serve(args) -> int:
         rt.serve_api(stop, host, port)
     finally:
         stop.set()
+        _join(threads)
         rt.close()
     return 0
 

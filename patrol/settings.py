@@ -100,6 +100,15 @@ class AuthSettings(BaseModel):
     session_hours: float = Field(12.0, gt=0, le=24 * 90)  # a login lasts this long, then log in again
     # `patrol demo` only: the password of its first users (else a random one, printed once)
     demo_password: str | None = Field(None, min_length=8)
+    # Logins (api/login_guard.py): password checks at once (each holds 32 MiB for ~0.3 s) and
+    # how many may wait for one; more answer 429 "busy" at once.
+    login_concurrency: int = Field(2, ge=1, le=16)
+    login_queue: int = Field(8, ge=0, le=256)
+    # Throttles over login_window_s: failed logins per user name, and attempts per client
+    # address (a successful login is not counted). Over either: 429 with Retry-After.
+    login_window_s: float = Field(300.0, gt=0, le=86400)
+    login_failures_per_name: int = Field(5, ge=1)
+    login_attempts_per_address: int = Field(30, ge=1)
 
 
 class UploadSettings(BaseModel):

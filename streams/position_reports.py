@@ -29,7 +29,7 @@ MAX_BATCH = 1000
 class PositionIn(BaseModel):
     """One position as a sender writes it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source_id: str = Field(min_length=1, max_length=64)
     t: float | str = Field(description="Unix seconds, or an ISO 8601 time (no zone = China time)")
@@ -50,7 +50,7 @@ class PositionIn(BaseModel):
 
 
 class PositionBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     crs: Literal["wgs84", "gcj02", "bd09"] = Field("wgs84", description="of every position that names none")
     positions: list[PositionIn] = Field(min_length=1, max_length=MAX_BATCH)

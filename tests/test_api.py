@@ -359,6 +359,28 @@ def test_health_reports_an_unreachable_database(tmp_path, demo_registry):
     assert r.json()["status"] == "degraded" and r.json()["database"].startswith("error")
 
 
+def test_public_health_does_not_show_internal_error_text(tmp_path, demo_registry):
+    """A load balancer learns that Redis is unavailable; only admins and monitoring
+    learn the socket path in the error."""
+    import redis
+
+    from auth_helpers import headers_for
+    from workers.bus import Bus
+
+    socket_path = tmp_path / "secret-place" / "redis.sock"  # nothing listens there
+    parts = Parts(Settings(data_dir=tmp_path / "data", cases=CaseSettings(grid_file=None)),
+                  db_url=f"sqlite:///{tmp_path / 'cases.db'}")
+    app = create_app(parts, bus=Bus(redis.Redis(unix_socket_path=str(socket_path))), registry=demo_registry)
+    with TestClient(app) as c:
+        public = c.get("/health")
+        analyst = c.get("/health", headers=headers_for(parts, "analyst"))
+        monitoring = c.get("/health", headers=headers_for(parts, "monitoring"))
+    assert public.status_code == 503
+    assert public.json() == {"status": "degraded", "database": "ok", "redis": "error: unavailable"}
+    assert analyst.json()["redis"] == "error: unavailable"
+    assert str(socket_path) in monitoring.json()["redis"], monitoring.json()
+
+
 def test_openapi_lists_the_routes(client):
     r = client.get("/openapi.json")
     assert r.status_code == 200

@@ -43,7 +43,11 @@ def consume(
                         on_claimed(claimed)
                     process(claimed)
             process(read(block_ms))
-        except (redis.ConnectionError, redis.TimeoutError) as err:
+        except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as err:
+            if stop.is_set():  # shutting down: the connection was closed under a blocking read
+                return
+            if not isinstance(err, (redis.ConnectionError, redis.TimeoutError)):
+                raise
             log.warning("%s lost Redis (%s); retrying", what, err)
             stop.wait(1.0)
             next_claim = 0.0

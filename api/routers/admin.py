@@ -7,22 +7,24 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, accounts, require
-from cases.accounts import AccountError, AccountNotFound, TokenView, UserView
+from api.params import Body, RowId
+from cases.accounts import MAX_TOKEN_DAYS, AccountError, AccountNotFound, TokenView, UserView
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 admin = require("admin")
 
 
-class NewUser(BaseModel):
+class NewUser(Body):
     username: str = Field(..., min_length=1, max_length=64)
     role: Literal["analyst", "operator", "admin"]
     password: str = Field(..., min_length=1, max_length=1024)
 
 
-class NewTokenIn(BaseModel):
+class NewTokenIn(Body):
     name: str = Field(..., min_length=1, max_length=64, description="what uses it, e.g. city-platform, prometheus")
     role: Literal["platform", "monitoring", "telemetry"] = "platform"
-    days: float | None = Field(None, gt=0, description="valid for this many days; none: until revoked")
+    days: float | None = Field(None, gt=0, le=MAX_TOKEN_DAYS,
+                               description="valid for this many days (at most 100 years); none: until revoked")
 
 
 class NewTokenOut(TokenView):
@@ -69,5 +71,5 @@ def create_token(body: NewTokenIn, request: Request, principal: Principal = Depe
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenView, summary="Revoke an API token at once (admin)")
-def revoke_token(token_id: int, request: Request, principal: Principal = Depends(admin)):
+def revoke_token(token_id: RowId, request: Request, principal: Principal = Depends(admin)):
     return _account_errors(lambda: accounts(request).revoke_token(token_id, by=principal.username))

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy.orm import Session
 
 from api.auth import Principal, require
+from api.params import RowId
 from api.deps import parts as get_parts
 from cases import audit, outbox
 from cases.cursor import CursorError
@@ -51,7 +52,7 @@ def deliveries(cursor: str | None = Query(None, max_length=200), limit: int = Qu
 
 @router.post("/webhooks/deliveries/{delivery_id}/retry", response_model=outbox.Delivery,
              summary="Put a dead (or waiting) delivery back in line now (admin)")
-def retry(delivery_id: int, parts: Parts = Depends(get_parts), principal: Principal = Depends(admin)):
+def retry(delivery_id: RowId, parts: Parts = Depends(get_parts), principal: Principal = Depends(admin)):
     try:
         return outbox.retry(parts.store, delivery_id, principal.username)
     except LookupError as err:

@@ -1,7 +1,6 @@
 """Draft cases: list, filter, read, review (approve, reject, reclassify), evidence."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -9,6 +8,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.auth import Principal, require
+from api.params import Body, Moment, Offset, RowId
 from api.deps import parts as get_parts
 from cases import place_history, retention
 from cases.store import CaseError, CaseNotFound, CasePage, DraftCaseView, ReviewActionView
@@ -85,7 +85,7 @@ class CaseList(BaseModel):
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
-class Actor(BaseModel):
+class Actor(Body):
     # The audit trail records the logged-in user, never a name the client types. A client
     # may still send its user's name (older clients did); any other name is refused, so
     # a client never believes it recorded someone the trail does not show.
@@ -169,11 +169,11 @@ def list_cases(
     event_type: str | None = None,
     source_id: str | None = None,
     grid: str | None = Query(None, description="cell code, or a street (9 digits) / community (12) prefix"),
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     order: Literal["newest", "confidence"] = "newest",
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
     parts: Parts = Depends(get_parts),
     _: Principal = Depends(analyst),
 ):
@@ -183,14 +183,14 @@ def list_cases(
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetail, summary="One draft case with its review history")
-def get_case(case_id: int, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
+def get_case(case_id: RowId, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
     case = _case_or_404(parts, case_id)
     return CaseDetail(**_out(parts, case).model_dump(), actions=parts.store.actions(case_id))
 
 
 @router.post("/cases/{case_id}/approve", response_model=CaseOut,
              summary="Approve a draft: it becomes a case, handled the 721 way (default: the hint)")
-def approve(case_id: int, body: Approval | None = None, parts: Parts = Depends(get_parts),
+def approve(case_id: RowId, body: Approval | None = None, parts: Parts = Depends(get_parts),
             principal: Principal = Depends(analyst)):
     body = body or Approval()
     actor = body.acting(principal)
@@ -198,13 +198,13 @@ def approve(case_id: int, body: Approval | None = None, parts: Parts = Depends(g
 
 
 @router.post("/cases/{case_id}/reject", response_model=CaseOut, summary="Reject a draft, with a reason")
-def reject(case_id: int, body: Rejection, parts: Parts = Depends(get_parts), principal: Principal = Depends(analyst)):
+def reject(case_id: RowId, body: Rejection, parts: Parts = Depends(get_parts), principal: Principal = Depends(analyst)):
     actor = body.acting(principal)
     return _review(parts, lambda: parts.store.reject(case_id, actor, body.reason, body.note))
 
 
 @router.post("/cases/{case_id}/reclassify", response_model=CaseOut, summary="Change a draft's event type or category")
-def reclassify(case_id: int, body: Reclassification, parts: Parts = Depends(get_parts),
+def reclassify(case_id: RowId, body: Reclassification, parts: Parts = Depends(get_parts),
                principal: Principal = Depends(analyst)):
     actor = body.acting(principal)
     taxonomy = parts.taxonomy
@@ -222,7 +222,7 @@ def reclassify(case_id: int, body: Reclassification, parts: Parts = Depends(get_
 @router.get("/cases/{case_id}/snapshot", response_class=FileResponse, summary="Evidence snapshot (JPEG, box drawn)",
             responses={200: {"content": {"image/jpeg": {}}},
                        410: {"description": "removed by evidence retention (when and why in detail)"}})
-def snapshot(case_id: int, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
+def snapshot(case_id: RowId, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
     case = _case_or_404(parts, case_id)
     if case.snapshot_key and not parts.evidence.exists(case.snapshot_key):
         gone(parts, case.id, case.case_no)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, require
+from api.params import RowId, SqlInt
 from api.deps import parts as get_parts
 from api.routers.cases import Actor, CaseOut, EvidenceRemovedOut, _case_or_404, _review, gone
 from cases import evidence_index, retention
@@ -51,7 +52,7 @@ class CaseEvidence(BaseModel):
 
 
 class Merge(Actor):
-    other_id: int = Field(..., description="the draft to fold into this one; it is rejected as a duplicate")
+    other_id: SqlInt = Field(..., description="the draft to fold into this one; it is rejected as a duplicate")
 
 
 class Location(Actor):
@@ -103,7 +104,7 @@ async def stream(request: Request, parts: Parts = Depends(get_parts), _: Princip
 
 @router.get("/cases/{case_id}/evidence", response_model=CaseEvidence,
             summary="Every piece of a case's evidence: snapshot, view before, latest view, clip")
-def evidence(case_id: int, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
+def evidence(case_id: RowId, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
     case = _case_or_404(parts, case_id)
     items = parts.store.evidence(case_id)
     chosen = evidence_index.pick(items)
@@ -122,7 +123,7 @@ def evidence(case_id: int, parts: Parts = Depends(get_parts), _: Principal = Dep
 @router.get("/cases/{case_id}/evidence/{item_id}", response_class=FileResponse,
             summary="One evidence file (JPEG or MP4)",
             responses={200: {"content": {"image/jpeg": {}, "video/mp4": {}}}})
-def evidence_file(case_id: int, item_id: int, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
+def evidence_file(case_id: RowId, item_id: RowId, parts: Parts = Depends(get_parts), _: Principal = Depends(analyst)):
     item = next((e for e in parts.store.evidence(case_id) if e.id == item_id), None)
     if item is None:
         raise HTTPException(404, f"case {case_id} has no evidence item {item_id}")
@@ -136,7 +137,7 @@ def evidence_file(case_id: int, item_id: int, parts: Parts = Depends(get_parts),
 
 @router.post("/cases/{case_id}/merge", response_model=CaseOut,
              summary="Merge another draft into this one (the other is rejected as a duplicate)")
-def merge(case_id: int, body: Merge, parts: Parts = Depends(get_parts), principal: Principal = Depends(analyst)):
+def merge(case_id: RowId, body: Merge, parts: Parts = Depends(get_parts), principal: Principal = Depends(analyst)):
     actor = body.acting(principal)
     if body.other_id == case_id:
         raise HTTPException(422, "a case cannot be merged into itself: give another draft's id as other_id")
@@ -145,7 +146,7 @@ def merge(case_id: int, body: Merge, parts: Parts = Depends(get_parts), principa
 
 @router.post("/cases/{case_id}/location", response_model=CaseOut,
              summary="Move a draft to where the violation is; its grid cell follows")
-def relocate(case_id: int, body: Location, parts: Parts = Depends(get_parts), principal: Principal = Depends(analyst)):
+def relocate(case_id: RowId, body: Location, parts: Parts = Depends(get_parts), principal: Principal = Depends(analyst)):
     actor = body.acting(principal)
     grid = parts.grid
     if grid is not None and grid.cell_at(body.lat, body.lon) is None:  # bad input, not a conflict: 422

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from api.auth import Principal, require, require_page
+from api.params import RowId, in_range
 from api.deps import bus as get_bus, parts as get_parts, registry as get_registry
 from api import pages
 from api.gridmap import camera, grid_map, tiles
@@ -92,9 +93,10 @@ def _local_time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         dt = datetime.fromisoformat(value)
+        return in_range(dt if dt.tzinfo else dt.replace(tzinfo=CITY_TZ))
     except ValueError:
-        raise HTTPException(422, f"{name} must be a date and time like 2026-11-29T08:30, got {value!r}") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=CITY_TZ)
+        raise HTTPException(422, f"{name} must be a date and time like 2026-11-29T08:30 between 1970 and 2200, "
+                                 f"got {value[:40]!r}") from None
 
 
 def _queue(parts: Parts, flt: QueueFilter) -> dict:
@@ -160,7 +162,7 @@ def queue(request: Request, flt: QueueFilter = Depends(), parts: Parts = Depends
 
 
 @router.get("/ui/cases/{case_id}", response_class=HTMLResponse)
-def case_detail(request: Request, case_id: int, parts: Parts = Depends(get_parts), registry=Depends(get_registry),
+def case_detail(request: Request, case_id: RowId, parts: Parts = Depends(get_parts), registry=Depends(get_registry),
                 _: Principal = Depends(require("analyst"))):
     case = parts.store.get_case(case_id)
     if case is None:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.requests import ClientDisconnect
 
 from api.auth import Principal, require, require_page
+from api.params import Body, Offset, RowId, whole_number
 from api.deps import bus as get_bus
 from api.deps import parts as get_parts
 from api import pages as api_pages
@@ -58,7 +59,7 @@ STATUS = {"name": 422, "bad": 400, "too_large": 413, "offset": 409, "busy": 423,
 # ---------------------------------------------------------------------------------- models
 
 
-class PartIn(BaseModel):
+class PartIn(Body):
     filename: str = Field(..., description="the file's own name, without folders (kept for display only)")
     size: int = Field(..., ge=1, description="bytes of the whole file")
     sha256: str = Field(..., description="SHA-256 of the whole file, 64 hex digits")
@@ -77,7 +78,7 @@ class UploadIn(PartIn):
         return self
 
 
-class SiteIn(BaseModel):
+class SiteIn(Body):
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     grid: str | None = Field(None, description="a grid cell code instead of lat/lon: the cell's centre")
@@ -262,24 +263,23 @@ def _cases(parts, flight: FlightView) -> list[CaseBrief]:
 
 def _chunk_start(request: Request, total: int) -> tuple[int, int | None]:
     """(offset, Content-Length) of a chunk from ``Upload-Offset`` or ``Content-Range``."""
-    length = request.headers.get("content-length")
-    try:
-        length = int(length) if length is not None else None
-    except ValueError:
-        raise HTTPException(400, "Content-Length must be a whole number of bytes") from None
+    raw_length = request.headers.get("content-length")
+    length = whole_number(raw_length)
+    if raw_length is not None and length is None:
+        raise HTTPException(400, "Content-Length must be a whole number of bytes")
     offset = request.headers.get("upload-offset")
     crange = request.headers.get("content-range")
     if offset is not None:
-        if not offset.strip().isdigit():
+        if whole_number(offset) is None:
             raise HTTPException(400, "Upload-Offset must be a whole number of bytes (where this chunk starts)")
-        return int(offset), length
+        return whole_number(offset), length
     if crange is not None:
         unit, _, spec = crange.strip().partition(" ")
         first, _, rest = spec.partition("-")
         last, _, whole = rest.partition("/")
-        if unit != "bytes" or not (first.isdigit() and last.isdigit() and whole.isdigit()):
+        first, last, whole = whole_number(first), whole_number(last), whole_number(whole)
+        if unit != "bytes" or None in (first, last, whole):
             raise HTTPException(400, "Content-Range must read 'bytes FIRST-LAST/TOTAL'")
-        first, last, whole = int(first), int(last), int(whole)
         if whole != total:
             raise HTTPException(409, f"Content-Range says the file has {whole} bytes; the upload declared {total}")
         if last < first or (length is not None and length != last - first + 1):
@@ -321,7 +321,7 @@ def create_upload(body: UploadIn, response: Response, who: Principal = Depends(O
 
 @router.get("", response_model=UploadList, summary="Flights uploaded: your own (admins: everyone's)")
 def list_uploads(owner: str | None = Query(None, description="admins: only this operator's"),
-                 limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+                 limit: int = Query(50, ge=1, le=500), offset: Offset = 0,
                  who: Principal = Depends(OPERATORS), parts=Depends(get_parts), bus=Depends(get_bus)):
     if who.role != "admin":
         owner = who.username
@@ -488,7 +488,7 @@ async def put_chunk(upload_id: str, part: str, request: Request, who: Principal 
 
 @router.get("/{upload_id}/cases/{case_id}/snapshot", response_class=FileResponse,
             summary="Evidence snapshot of a draft case this flight produced", responses={200: {"content": {"image/jpeg": {}}}})
-def case_snapshot(upload_id: str, case_id: int, who: Principal = Depends(OPERATORS), parts=Depends(get_parts)):
+def case_snapshot(upload_id: str, case_id: RowId, who: Principal = Depends(OPERATORS), parts=Depends(get_parts)):
     flight = _own(parts, upload_id, who)
     case = parts.store.get_case(case_id) if case_id in flight.case_ids else None
     if case is None or source_id_of(flight.id) not in case.source_ids:
