@@ -80,8 +80,9 @@ def test_other_types_far_places_old_cases_and_rejections_do_not_count(parts):
         approve(parts.store, CONFIG, case_at(parts, day + 0.5, lon=LON + 0.00105, cell=OTHER_CELL).id, "analyst.wang")
     for day in (-120, -100):  # older than the 90-day window
         approve(parts.store, CONFIG, case_at(parts, day).id, "analyst.wang")
-    for day in (3, 4):
-        parts.store.reject(case_at(parts, day).id, "analyst.wang", "false_alarm")
+    # (both made before either is rejected: a sighting at a just-rejected place is suppressed)
+    for made in [case_at(parts, day) for day in (3, 4)]:
+        parts.store.reject(made.id, "analyst.wang", "false_alarm")
     waiting = case_at(parts, 5)  # a draft awaiting review
     case = case_at(parts, 6)
     h = hint(parts, case)

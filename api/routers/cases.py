@@ -1,6 +1,7 @@
 """Draft cases: list, filter, read, review (approve, reject, reclassify), evidence."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
