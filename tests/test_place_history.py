@@ -74,15 +74,17 @@ def test_the_analyst_s_choice_is_what_the_place_remembers(parts):
 
 
 def test_other_types_far_places_old_cases_and_rejections_do_not_count(parts):
+    # a city that lets a rejected place raise drafts again at once (cases.suppress_rejected_h 0),
+    # so that later cases there show the rejections in their history
+    parts.builder.suppress_rejected_s = 0
     for day in (0, 1):
         approve(parts.store, CONFIG, case_at(parts, day, event_type="dust").id, "analyst.wang")
         # 100 m east, in another cell
         approve(parts.store, CONFIG, case_at(parts, day + 0.5, lon=LON + 0.00105, cell=OTHER_CELL).id, "analyst.wang")
     for day in (-120, -100):  # older than the 90-day window
         approve(parts.store, CONFIG, case_at(parts, day).id, "analyst.wang")
-    # (both made before either is rejected: a sighting at a just-rejected place is suppressed)
-    for made in [case_at(parts, day) for day in (3, 4)]:
-        parts.store.reject(made.id, "analyst.wang", "false_alarm")
+    for day in (3, 4):
+        parts.store.reject(case_at(parts, day).id, "analyst.wang", "false_alarm")
     waiting = case_at(parts, 5)  # a draft awaiting review
     case = case_at(parts, 6)
     h = hint(parts, case)
