@@ -2,8 +2,8 @@
 long-lived API tokens for machines (the city's case platform, monitoring).
 
 A library like the rest of ``cases/``: it knows nothing of HTTP or settings
-files. The tables live in the case store's database (same metadata, created on
-the store's engine), so SQLite and PostgreSQL both work and one backup holds
+files. The tables live in the case store's database (same metadata, prepared with
+the store's schema: ``schema.py``), so SQLite and PostgreSQL both work and one backup holds
 everything.
 
 Secrets are never stored:
@@ -156,7 +156,6 @@ class ApiToken(Base):
     revoked_by: Mapped[str | None] = mapped_column(String(80))
 
 
-TABLES = [User.__table__, LoginSession.__table__, ApiToken.__table__]  # the store makes the audit log
 
 
 # ---------------------------------------------------------------- views
@@ -221,7 +220,6 @@ class Accounts:
         self.store = store
         self.session_length = timedelta(hours=session_hours)
         self.kdf = kdf
-        Base.metadata.create_all(store.engine, tables=TABLES)
         # verifying against this when the user is unknown takes as long as a real check,
         # so response time does not tell which usernames exist
         self._dummy_hash = kdf.hash(secrets.token_urlsafe(16))

@@ -3,7 +3,8 @@ datetimes, and the lock that keeps append-only logs in commit order.
 
 Split out of ``store.py`` so the logs beside the case store (``feed.py``,
 ``outbox.py``, ``audit.py``) can define their tables on the same metadata and the
-store can write them in its own transactions without a circular import.
+store can write them in its own transactions without a circular import. Every
+table module is gathered in ``schema.py``; ``migrate.py`` prepares a database.
 """
 from __future__ import annotations
 
@@ -68,26 +69,26 @@ def take_append_lock(session: Session) -> None:
         session.execute(select(func.pg_advisory_xact_lock(zlib.crc32(APPEND_LOCK.encode()))))
 
 
-def forbid_changes(engine, table: str) -> None:
+def forbid_changes(conn, table: str) -> None:
     """Make ``table`` append-only in the database itself, not just by having no
     update/delete API: a trigger refuses UPDATE and DELETE (and, on PostgreSQL,
-    TRUNCATE), so not even a hand-typed statement can rewrite history."""
+    TRUNCATE), so not even a hand-typed statement can rewrite history.
+
+    Runs on ``conn`` inside the caller's transaction (schema preparation holds the
+    DDL lock there); every statement is idempotent."""
     message = f"{table} is append-only"
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            for op in ("UPDATE", "DELETE"):
-                conn.exec_driver_sql(
-                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
-        elif engine.dialect.name == "postgresql":
-            # Several processes start at once; DDL on the same function would race.
-            conn.execute(select(func.pg_advisory_xact_lock(zlib.crc32(b"patrol.ddl"))))
+    if conn.dialect.name == "sqlite":
+        for op in ("UPDATE", "DELETE"):
             conn.exec_driver_sql(
-                f"CREATE OR REPLACE FUNCTION {table}_refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$")
-            conn.exec_driver_sql(
-                f"CREATE OR REPLACE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
-                f"FOR EACH ROW EXECUTE FUNCTION {table}_refuse()")
-            conn.exec_driver_sql(
-                f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_refuse()")
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            f"CREATE OR REPLACE FUNCTION {table}_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$")
+        conn.exec_driver_sql(
+            f"CREATE OR REPLACE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {table}_refuse()")
+        conn.exec_driver_sql(
+            f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_refuse()")

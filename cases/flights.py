@@ -21,8 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, func, inspect, select
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from .store import Base, Store, utcnow
@@ -143,11 +142,6 @@ class FlightStore:
 
     def __init__(self, store: Store):
         self.store = store
-        try:  # however early or late this module was imported
-            Base.metadata.create_all(store.engine, tables=[Flight.__table__])
-        except (OperationalError, ProgrammingError):  # another process created it between check and create
-            if not inspect(store.engine).has_table(Flight.__tablename__):
-                raise
         self._reads = sessionmaker(store.engine, expire_on_commit=False)
 
     def create(self, *, id: str, owner: str, video_name: str, video_size: int, video_sha256: str,

@@ -159,16 +159,6 @@ def _gib(n: int | None) -> str:
     return human(n or 0)
 
 
-_READY: set[int] = set()
-
-
-def ensure_table(store: Store) -> None:
-    """Create the removals table on a database made before it existed (once per store)."""
-    if id(store) not in _READY:
-        Base.metadata.create_all(store.engine, tables=[EvidenceRemoval.__table__])
-        _READY.add(id(store))
-
-
 def removals(session: Session, case_ids: Iterable[int]) -> dict[int, RemovalView]:
     ids = sorted(set(case_ids))
     out: dict[int, RemovalView] = {}
@@ -179,19 +169,16 @@ def removals(session: Session, case_ids: Iterable[int]) -> dict[int, RemovalView
 
 
 def removals_of(store: Store, case_ids: Iterable[int]) -> dict[int, RemovalView]:
-    ensure_table(store)
     with store.reading() as s:
         return removals(s, case_ids)
 
 
 def removal_of(store: Store, case_id: int) -> RemovalView | None:
-    ensure_table(store)
     with store.reading() as s:
         return removals(s, [case_id]).get(case_id)
 
 
 def removed_counts(store: Store) -> dict[str, int]:
-    ensure_table(store)
     with store.reading() as s:
         return dict(s.execute(select(EvidenceRemoval.reason, func.count()).group_by(EvidenceRemoval.reason)).all())
 
@@ -236,7 +223,6 @@ def run(store: Store, evidence: EvidenceStore, policy: Policy, *, dry_run: bool 
         now: datetime | None = None, actor: str = "system:retention") -> Report:
     """Apply the policy once; with ``dry_run`` only say what would go."""
     global LAST_USAGE
-    ensure_table(store)
     now = now or utcnow()
     report = Report(dry_run=dry_run)
     sizes, mtimes = _sizes(evidence)  # the slow part, outside the lock

@@ -41,8 +41,8 @@ from sqlalchemy.pool import StaticPool
 from streams.frame import is_wall_clock
 from vision.events import EventState
 
-from . import audit, clean_frames, evidence_index, feed, outbox  # noqa: F401  (clean_frames: its table)
-from .db import Base, UTCDateTime, forbid_changes, utcnow  # noqa: F401  (re-exported: callers import them from here)
+from . import audit, evidence_index, feed, outbox
+from .db import Base, UTCDateTime, utcnow  # noqa: F401  (re-exported: callers import them from here)
 from .evidence_index import EvidenceView
 from .grid import GridIndex
 from .taxonomy import Category, Taxonomy, TaxonomyError
@@ -237,11 +237,11 @@ class Store:
         unknown = set(self.webhooks) - set(outbox.EVENTS)
         if unknown:
             raise ValueError(f"unknown webhook event(s) {', '.join(sorted(unknown))}; one of {', '.join(outbox.EVENTS)}")
-        self.engine = _make_engine(url, busy_timeout_s)
+        self.engine = make_engine(url, busy_timeout_s)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        Base.metadata.create_all(self.engine)
-        for table in (audit.AuditEntry.__tablename__, feed.FeedEntry.__tablename__):
-            forbid_changes(self.engine, table)
+        from .migrate import prepare  # (the schema gathers every table module, this one among them)
+
+        prepare(self.engine)  # creates a fresh database; refuses, or on SQLite upgrades, an older one
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = sessionmaker(self.engine.execution_options(sqlite_write=True), expire_on_commit=False)
 
@@ -600,7 +600,7 @@ def _as_datetime(value: datetime | float) -> datetime:
     return datetime.fromtimestamp(float(value), timezone.utc)
 
 
-def _make_engine(url: str, busy_timeout_s: float) -> Engine:
+def make_engine(url: str, busy_timeout_s: float) -> Engine:
     if "://" not in url:  # a plain path means an SQLite file
         url = f"sqlite:///{Path(url).expanduser().resolve()}"
     parsed = make_url(url)

@@ -315,6 +315,13 @@ def cmd_accounts(args) -> int:
     return accounts_cli.run(args, Parts(settings), why)
 
 
+def cmd_db(args) -> int:
+    """``patrol db upgrade`` / ``patrol db current`` on the settings' database."""
+    from patrol import db_cli
+
+    return db_cli.run(args, _settings(args).db_url)
+
+
 # --- offline ------------------------------------------------------------------------------
 
 
@@ -1104,6 +1111,9 @@ def build_parser() -> argparse.ArgumentParser:
     from patrol.accounts_cli import add_parsers as add_account_parsers
 
     add_account_parsers(sub, cmd_accounts)
+    from patrol.db_cli import add_parser as add_db_parser
+
+    add_db_parser(sub, cmd_db)
     return p
 
 
@@ -1114,11 +1124,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from cases.grid import GridError
     from cases.handling import HandlingError
+    from cases.migrate import SchemaError
     from cases.taxonomy import TaxonomyError
 
     try:
         return args.fn(args)
-    except (ConfigError, TaxonomyError, HandlingError, GridError) as err:  # the city's files: say which and where
+    except (ConfigError, TaxonomyError, HandlingError, GridError, SchemaError) as err:  # the city's files: say which and where
         return _fail(str(err))
     except KeyboardInterrupt:
         return 130
