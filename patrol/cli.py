@@ -727,7 +727,7 @@ def cmd_simulate(args) -> int:
 
 def trainable_weights(weights: Path) -> Path:
     """The PyTorch weights behind a deployed model: an ONNX file or OpenVINO folder cannot be
-    fine-tuned, so `models/patrol-v11_openvino_model` trains from `models/patrol-v11.pt` beside it."""
+    fine-tuned, so `models/patrol-v13_openvino_model` trains from `models/patrol-v13.pt` beside it."""
     weights = Path(weights)
     if weights.suffix == ".pt":
         return weights
@@ -1093,7 +1093,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default="train")
     t.add_argument("--resume", action="store_true",
                    help="continue the interrupted run --name from its last.pt (with its own data and settings)")
-    t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v5.pt)")
+    t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v14.pt)")
     t.add_argument("--onnx", action="store_true", help="also export ONNX next to --output")
     t.set_defaults(fn=cmd_train)
 
