@@ -2,18 +2,31 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+# The runtime installs without torch (`pip install -e .`); the lab and the tests need everything
+# (`.[dev]`, which includes the `train` extra: torch, ultralytics).
+LEAN   := $(VENV)/.installed-lean
+FULL   := $(VENV)/.installed-dev
 
-.PHONY: install demo demo-city test test-fast samples grid city clean
+.PHONY: install install-dev demo demo-city test test-fast samples grid city clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "City Patrol needs Python 3.11 or newer")'
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	@touch $(STAMP)
 
-install: $(STAMP)
+$(LEAN): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e .
+	@touch $(LEAN)
+
+$(FULL): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(LEAN) $(FULL)
+
+## The runtime only: demo, serve, worker, analyze, detect on the exported model.
+install: $(LEAN)
+
+## Everything: the runtime, the lab (train, eval, bench) and the test tools.
+install-dev: $(FULL)
 
 ## Run the product on the embedded defaults (Redis, SQLite) and the sample videos.
 demo: install
@@ -28,15 +41,15 @@ demo-city: install
 
 ## The whole test suite (real Redis, PostgreSQL, RTSP/RTMP servers where installed); the
 ## slowest tests are listed at the end so the suite's time stays in view.
-test: install
+test: install-dev
 	$(PY) -m pytest -q --durations=15
 
 ## Everything but the slow end-to-end runs.
-test-fast: install
+test-fast: install-dev
 	$(PY) -m pytest -q -m "not slow"
 
 ## Re-render the sample clips (deterministic).
-samples: install
+samples: install-dev
 	$(PY) sample_videos/generate.py
 
 grid: install

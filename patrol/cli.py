@@ -19,12 +19,29 @@ from streams.sources import ConfigError
 # vision.synth.RECIPES' keys, written out so that the CLI starts without importing OpenCV
 RECIPE_NUMBERS = list(range(1, 14))
 
+# What the training extra (pip install '.[train]') brings; the runtime commands never import them.
+TRAINING_PACKAGES = frozenset({"torch", "torchvision", "ultralytics", "onnx", "skimage", "matplotlib", "psutil"})
+
 log = logging.getLogger("patrol")
 
 
 def _fail(msg: str, code: int = 2) -> int:
     print(f"patrol: {msg}", file=sys.stderr)
     return code
+
+
+def _training_extra_missing(command: str) -> str | None:
+    """The message for a lab command run on the lean install, said before it renders anything."""
+    import importlib.util
+
+    for name in ("torch", "ultralytics"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ImportError:
+            found = False
+        if not found:
+            return f"patrol {command} needs the training extra: pip install '.[train]' (missing {name})"
+    return None
 
 
 def _settings(args, **overrides) -> Settings:
@@ -451,6 +468,8 @@ def cmd_eval(args) -> int:
     settings = _settings(args)
     if args.real:
         return _eval_real(args, settings)
+    if not args.skip_boxes and (problem := _training_extra_missing("eval")):  # ultralytics' box validator
+        return _fail(problem)
     try:
         video_set = video_set_folder(args.video_seed, args.video_kind, args.videos)
     except ValueError as err:
@@ -723,7 +742,7 @@ def cmd_simulate(args) -> int:
 
 def trainable_weights(weights: Path) -> Path:
     """The PyTorch weights behind a deployed model: an ONNX file or OpenVINO folder cannot be
-    fine-tuned, so `models/patrol-v11_openvino_model` trains from `models/patrol-v11.pt` beside it."""
+    fine-tuned, so `models/patrol-v13_openvino_model` trains from `models/patrol-v13.pt` beside it."""
     weights = Path(weights)
     if weights.suffix == ".pt":
         return weights
@@ -733,6 +752,8 @@ def trainable_weights(weights: Path) -> Path:
 
 
 def cmd_train(args) -> int:
+    if problem := _training_extra_missing("train"):
+        return _fail(problem)
     from vision.training import (DataError, check_classes, generate_dataset, read_data_yaml, resume_problem,
                                  run_metrics, train, weights_classes)
 
@@ -1087,7 +1108,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default="train")
     t.add_argument("--resume", action="store_true",
                    help="continue the interrupted run --name from its last.pt (with its own data and settings)")
-    t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v5.pt)")
+    t.add_argument("--output", help="copy the best weights here (e.g. models/patrol-v14.pt)")
     t.add_argument("--onnx", action="store_true", help="also export ONNX next to --output")
     t.set_defaults(fn=cmd_train)
 
@@ -1131,6 +1152,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except (ConfigError, TaxonomyError, HandlingError, GridError, SchemaError) as err:  # the city's files: say which and where
         return _fail(str(err))
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in TRAINING_PACKAGES:
+            raise
+        # the lean install: the lab's commands say what to install instead of a traceback
+        return _fail(f"patrol {args.command} needs the training extra: pip install '.[train]' (missing {err.name})")
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `patrol … | head`: the reader has what it wanted

@@ -29,7 +29,7 @@ from workers.bus import EVENTS, Bus, EmbeddedRedis
 from workers.patrol import PatrolWorker
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = Settings().model.weights  # models/patrol-v11_openvino_model unless PATROL_MODEL__WEIGHTS says otherwise
+MODEL = Settings().model.weights  # models/patrol-v13_openvino_model unless PATROL_MODEL__WEIGHTS says otherwise
 CLIP_S = 6
 REFUSED = "rtsp://127.0.0.1:1/x"  # nothing listens on port 1: the connection is refused at once
 

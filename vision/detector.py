@@ -1,5 +1,8 @@
 """The detector: ultralytics weights (.pt, .onnx or an OpenVINO folder) over batches.
 
+Exported models (OpenVINO folder, .onnx) run on CPU without torch; .pt weights and GPU devices
+need ultralytics, which comes with the training extra (``pip install '.[train]'``).
+
 Samples from many sources go through one call, so the model's fixed per-call
 cost is shared. Boxes come back in each sample's own pixels as ``Detections``.
 """
@@ -63,8 +66,11 @@ class Detector:
     def _load_ultralytics(self, weights: Path):
         import logging
 
-        from ultralytics import YOLO
-        from ultralytics.utils import LOGGER
+        try:
+            from ultralytics import YOLO
+            from ultralytics.utils import LOGGER
+        except ModuleNotFoundError as err:  # the lean install runs exported models on the CPU only
+            raise DetectorError(f"cannot load model {weights}: {_ultralytics_needed(weights, self.device)}") from err
 
         # ultralytics tells on stdout which runtime it loads ("Loading … for OpenVINO inference"):
         # stdout belongs to our commands (`patrol detect --json` prints one JSON line per image)
@@ -94,6 +100,16 @@ class Detector:
         return out
 
 
+def _ultralytics_needed(weights: Path, device: str) -> str:
+    if weights.is_dir() or weights.suffix == ".onnx":
+        what = f"running it on device '{device}' needs ultralytics"
+        instead = "or set model.device to cpu"
+    else:
+        what = f"{weights.suffix or 'these'} weights need ultralytics"
+        instead = f"or point model.weights at an exported model such as {DEFAULT_WEIGHTS}"
+    return f"{what}, which comes with the training extra: pip install '.[train]'; {instead}"
+
+
 def exported_names(weights: Path) -> dict[int, str]:
     """Class names ultralytics wrote beside an export: metadata.yaml in an OpenVINO folder,
     the ``names`` metadata entry of an ONNX file."""
@@ -105,8 +121,8 @@ def exported_names(weights: Path) -> dict[int, str]:
         meta = yaml.safe_load((weights / "metadata.yaml").read_text(encoding="utf-8"))
         names = meta["names"]
     else:
-        import onnx
+        import onnxruntime as ort
 
-        props = {p.key: p.value for p in onnx.load(str(weights), load_external_data=False).metadata_props}
-        names = ast.literal_eval(props["names"])
+        session = ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"])
+        names = ast.literal_eval(session.get_modelmeta().custom_metadata_map["names"])
     return {int(k): str(v) for k, v in names.items()}

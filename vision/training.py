@@ -213,11 +213,19 @@ def _count_images(where: Path, yaml_path: Path, split: str) -> int:
 
 def weights_classes(weights: str | Path) -> list[str]:
     """The class names a weights file detects, in class-id order."""
-    from ultralytics import YOLO
-
     weights = Path(weights)
     if not weights.exists():
         raise DataError(f"weights not found: {weights}")
+    if weights.is_dir() or weights.suffix == ".onnx":  # an export names them beside itself: no torch needed
+        from vision.detector import exported_names
+
+        try:
+            names = exported_names(weights)
+        except Exception as err:  # a folder without metadata.yaml, a broken file
+            raise DataError(f"cannot read weights {weights}: {err}") from None
+        return [names[i] for i in sorted(names)]
+    from ultralytics import YOLO
+
     try:
         names = YOLO(str(weights), task="detect").names
     except Exception as err:  # ultralytics raises many types for a bad file
