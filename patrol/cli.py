@@ -809,7 +809,7 @@ def cmd_train(args) -> int:
             print()
         if args.pretrained:
             from training.pretrained import PretrainedError, start_weights
-            from vision.synth import CLASSES
+            from vision.classes import CLASSES
 
             weights = str(run / "start.pt")
             try:

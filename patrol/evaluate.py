@@ -19,7 +19,7 @@ import numpy as np
 
 from patrol.analyze import analyze_video, load_zones
 from patrol.wiring import Parts
-from vision.synth import CLASS_ID, CLASSES
+from vision.classes import CLASS_ID, CLASSES
 
 DUST = CLASS_ID["dust"]
 

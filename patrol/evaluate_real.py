@@ -25,7 +25,7 @@ from patrol.wiring import Parts
 from streams.frame import Frame
 from training.real_set import MANIFEST, RealPicture, label_rows, labels_of, load_manifest
 from vision.rules import EventRule
-from vision.synth import CLASSES
+from vision.classes import CLASSES
 
 # A detection answers a labelled box when they overlap at least this much (IoU), or when the
 # detection's centre lies in the box: a real plume or hoarding has no one right extent.

@@ -8,7 +8,7 @@ import pytest
 
 from streams.reader import iter_file_samples
 from vision.detector import DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, Detector, DetectorError, model_version
-from vision.synth import CLASSES
+from vision.classes import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = MODELS / f"{DEFAULT_MODEL}.pt"  # the trained weights; the runtimes' exports sit beside them

@@ -30,7 +30,8 @@ from streams.sources import Source
 from vision.detections import Detections
 from vision.events import Event
 from vision.rules import DEFAULT_RULES, SourceRules
-from vision.synth import CLASSES, labelled_image
+from vision.classes import CLASSES
+from vision.synth import labelled_image
 from workers.main_grab import MainStreamEvidence
 
 W, H = 320, 192  # the samples the rules see

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from training.pretrained import PretrainedError, read_yolov5, start_weights
-from vision.synth import CLASSES
+from vision.classes import CLASSES
 
 
 def _fake_yolov5_checkpoint(path) -> dict:

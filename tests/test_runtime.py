@@ -7,7 +7,7 @@ import pytest
 from tests.test_detector import MODEL, ONNX, OPENVINO, frame_at, needs_model
 from vision.detector import Detector, exported_names
 from vision.runtime import letterbox, nms, to_batch
-from vision.synth import CLASSES
+from vision.classes import CLASSES
 
 
 def _pictures() -> list[list[np.ndarray]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-CLASSES = ("stall", "umbrella", "goods", "scaffold", "hoarding", "steel_shed", "material_pile", "dust")
+from vision.classes import CLASSES
 COLOURS = [(0, 200, 255), (255, 0, 200), (0, 255, 0), (255, 128, 0), (0, 128, 255), (255, 255, 0), (128, 0, 255), (200, 200, 200)]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 

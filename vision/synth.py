@@ -20,11 +20,8 @@ import cv2
 import numpy as np
 
 from vision import photos
+from vision.classes import CLASS_ID, CLASSES
 from vision.visibility import LIGHTING_CONTRAST, VisibleLabels, blend, mask_box
-
-# Detector classes of the default model, in model order.
-CLASSES = ("stall", "umbrella", "goods", "scaffold", "hoarding", "steel_shed", "material_pile", "dust")
-CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
 
 Sprite = tuple[np.ndarray, np.ndarray]  # (bgr uint8 HxWx3, alpha float32 HxW in 0..1)
 

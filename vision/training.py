@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import yaml
 
-from vision.synth import CLASSES, cloud_labels, labelled_image
+from vision.classes import CLASSES
+from vision.synth import cloud_labels, labelled_image
 
 # Nothing may be fetched at run time: keep ultralytics from looking for fonts,
 # pretrained weights or updates.
