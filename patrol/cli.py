@@ -16,7 +16,7 @@ from pathlib import Path
 from patrol.settings import DEMO_DATA_DIR, ROOT, Settings, load_settings
 from streams.sources import ConfigError
 
-# vision.synth.RECIPES' keys, written out so that the CLI starts without importing OpenCV
+# training.synth.RECIPES' keys, written out so that the CLI starts without importing OpenCV
 RECIPE_NUMBERS = list(range(1, 14))
 
 # What the training extra (pip install '.[train]') brings; the runtime commands never import them.
@@ -458,12 +458,12 @@ def cmd_detect(args) -> int:
 
 def cmd_eval(args) -> int:
     """Box mAP on held-out images and event precision/recall/TTFD on held-out videos."""
-    from patrol.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_photos, evaluate_videos, example_frames,
+    from training.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_photos, evaluate_videos, example_frames,
                                  make_heldout_videos, plumes_by_view, video_set_folder, write_report)
     from patrol.wiring import Parts
     from vision.detector import DetectorError
-    from vision.photos import heldout_photos, missing_probes
-    from vision.training import generate_dataset
+    from training.photos import heldout_photos, missing_probes
+    from training.train import generate_dataset
 
     settings = _settings(args)
     if args.real:
@@ -531,7 +531,7 @@ def cmd_eval(args) -> int:
 def _bench_review_loop(args) -> int:
     """bench review-loop: false cases on real no-violation footage, before and after one round
     of analysts' rejections → export → fine-tune."""
-    from patrol.bench_review_loop import as_text, run
+    from bench.review_loop import as_text, run
     from training.real_set import RealSetError
 
     settings = _settings(args)
@@ -553,7 +553,7 @@ def _bench_review_loop(args) -> int:
 
 def _eval_real(args, settings) -> int:
     """patrol eval --real: the figures on real pictures only."""
-    from patrol.evaluate_real import evaluate_real, real_report_lines
+    from training.evaluate_real import evaluate_real, real_report_lines
     from patrol.wiring import Parts
     from training.real_set import RealSetError
     from vision.detector import DetectorError
@@ -569,7 +569,7 @@ def _eval_real(args, settings) -> int:
                                         out=out)}
     except (DetectorError, RealSetError, FileNotFoundError) as err:
         return _fail(str(err))
-    from patrol.evaluate_real import failure_sheets
+    from training.evaluate_real import failure_sheets
 
     sheets = failure_sheets(result["real"], Path(args.real_dir), out)
     report = out / "report-real.md"
@@ -754,7 +754,7 @@ def trainable_weights(weights: Path) -> Path:
 def cmd_train(args) -> int:
     if problem := _training_extra_missing("train"):
         return _fail(problem)
-    from vision.training import (DataError, check_classes, generate_dataset, read_data_yaml, resume_problem,
+    from training.train import (DataError, check_classes, generate_dataset, read_data_yaml, resume_problem,
                                  run_metrics, train, weights_classes)
 
     run = Path(args.project) / args.name
@@ -775,7 +775,7 @@ def cmd_train(args) -> int:
         if last.exists():
             return _fail(f"{run} already holds a run; continue it with --resume --name {args.name}, "
                          "or choose another --name")
-        from patrol.evaluate import HELDOUT_IMAGE_SEED
+        from training.evaluate import HELDOUT_IMAGE_SEED
 
         if args.generate and args.seed == HELDOUT_IMAGE_SEED:  # its pictures would be patrol eval's
             return _fail(f"--seed {args.seed} renders patrol eval's held-out pictures; train on another seed")
@@ -794,7 +794,7 @@ def cmd_train(args) -> int:
                   f"validation images, {len(dataset.names)} classes ({', '.join(dataset.names)})", flush=True)
         else:
             out = Path(args.dataset_dir)
-            from vision.synth import missing_photo_packages, missing_photos
+            from training.synth import missing_photo_packages, missing_photos
 
             missing = missing_photos(args.recipe)
             if missing:  # a warning, not a refusal: a city may train without the desktop packages
@@ -820,7 +820,7 @@ def cmd_train(args) -> int:
                   f"{stats['tensors_copied']} of {stats['tensors_target']} tensors, {stats['params_copied']:,} of "
                   f"{stats['params_target']:,} parameters copied (backbone and neck); the head starts fresh", flush=True)
         if args.real:
-            from vision.training import pictures_in, with_extra_train
+            from training.train import pictures_in, with_extra_train
 
             real_train = Path(args.real) / "images" / "train"
             try:
@@ -859,7 +859,7 @@ def cmd_train(args) -> int:
 def cmd_export_dataset(args) -> int:
     from cases.training_export import ExportError, export_dataset
     from patrol.wiring import Parts
-    from vision.training import DataError, weights_classes
+    from training.train import DataError, weights_classes
 
     settings = _settings(args)
     parts = Parts(settings)
@@ -1088,7 +1088,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val", type=int, default=300, help="validation images to render with --generate")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--recipe", type=int, choices=RECIPE_NUMBERS, default=13,
-                   help="data recipe of vision.synth.RECIPES (default: the default model's, 13)")
+                   help="data recipe of training.synth.RECIPES (default: the default model's, 13)")
     t.add_argument("--dataset-dir", default=str(ROOT / "data" / "synth"))
     t.add_argument("--weights", help="starting point: a .pt to fine-tune, or a model .yaml to train from scratch")
     t.add_argument("--pretrained", metavar="FILE",

@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vision.synth import TOPDOWN_SIZE_M, street_background, topdown_background  # noqa: E402
-from vision.synth_video import Actor, Clip, on_ground, passing, render  # noqa: E402
+from training.synth import TOPDOWN_SIZE_M, street_background, topdown_background  # noqa: E402
+from training.synth_video import Actor, Clip, on_ground, passing, render  # noqa: E402
 
 
 def clips() -> list[Clip]:

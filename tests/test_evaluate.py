@@ -1,7 +1,7 @@
 """Event-level scoring of `patrol eval`: found, false and duplicate cases, time to first detection."""
 from types import SimpleNamespace
 
-from patrol.evaluate import score_video
+from training.evaluate import score_video
 
 
 def case(cid, event_type, first, last):
@@ -84,7 +84,7 @@ def test_patrol_eval_writes_metrics_a_report_examples_and_case_snapshots(tmp_pat
     assert result["boxes"]["plume_labels"] == "cloud" and made["clouds"] is True
     photos = result["photos"]
     assert [r["photo"] for r in photos["per_photo"]][:3] == ["zidane.jpg", "rocket.jpg", "camera.png"]
-    from vision.photos import heldout_photos, probe_entries  # 13 packaged pictures, 19 with opencv-doc
+    from training.photos import heldout_photos, probe_entries  # 13 packaged pictures, 19 with opencv-doc
 
     assert photos["photos"] == len(heldout_photos()) >= 13
     assert photos["photos"] + len(photos["not_installed"]) == len(probe_entries())  # checked or named as missing
@@ -100,7 +100,7 @@ def test_an_event_on_a_photo_without_a_violation_is_counted_as_a_false_alarm():
     import av
     import pytest
 
-    from patrol.evaluate import evaluate_photos
+    from training.evaluate import evaluate_photos
     from patrol.settings import Settings
     from patrol.wiring import Parts
     from vision.detector import DEFAULT_WEIGHTS
@@ -118,8 +118,8 @@ def test_an_event_on_a_photo_without_a_violation_is_counted_as_a_false_alarm():
 
 
 def test_the_report_names_probe_pictures_that_are_not_installed(tmp_path, monkeypatch):
-    from patrol.evaluate import write_report
-    from vision import photos
+    from training.evaluate import write_report
+    from training import photos
 
     monkeypatch.setattr(photos, "EXTRA_PROBES", (("opencv-doc", "/nonexistent/opencv-doc/leuvenA.jpg"),))
     assert photos.missing_probes()[-1:] == ["leuvenA.jpg"]
@@ -134,7 +134,7 @@ def test_a_development_set_of_clips_has_its_own_folder_and_never_the_held_out_se
 
     import pytest
 
-    from patrol.evaluate import make_heldout_videos, video_set_folder
+    from training.evaluate import make_heldout_videos, video_set_folder
 
     assert video_set_folder(90_000, None, 48) == "videos"
     assert video_set_folder(80_000, "drone", 30) == "videos-drone-80000"
@@ -151,7 +151,7 @@ def test_a_development_set_of_clips_has_its_own_folder_and_never_the_held_out_se
 def test_only_the_clips_asked_for_are_scored_not_all_the_folder_holds(tmp_path):
     """patrol eval renders into a folder kept between runs: a run asking for one clip scores
     one, though the folder holds two (short clips, the real default model)."""
-    from patrol.evaluate import evaluate_videos, make_heldout_videos
+    from training.evaluate import evaluate_videos, make_heldout_videos
     from patrol.settings import Settings
     from patrol.wiring import Parts
 

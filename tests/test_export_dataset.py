@@ -1,6 +1,6 @@
 """Training on the city's own decisions: reviewed cases → a YOLO data set → a fine-tuned model.
 
-The cases come through the real path: rendered street pictures (vision/synth.py, so
+The cases come through the real path: rendered street pictures (training/synth.py, so
 every box is known) go through the real rules as samples of a camera whose video is
 twice the sample's size, the events (snapshot drawn, clean frame beside it) through
 the real case builder into a real SQLite store and evidence folder; analysts'
@@ -31,7 +31,7 @@ from vision.detections import Detections
 from vision.events import Event
 from vision.rules import DEFAULT_RULES, SourceRules
 from vision.classes import CLASSES
-from vision.synth import labelled_image
+from training.synth import labelled_image
 from workers.main_grab import MainStreamEvidence
 
 W, H = 320, 192  # the samples the rules see
@@ -412,7 +412,7 @@ def test_train_checks_the_data_set_and_the_run_before_starting(city, exported, t
 
 @pytest.mark.slow
 def test_an_interrupted_fine_tune_resumes_where_it_stopped(city, exported, tmp_path, capsys):
-    from vision.training import train
+    from training.train import train
 
     out, _, _ = exported
     runs = tmp_path / "runs"

@@ -70,7 +70,7 @@ def test_the_recheck_timer_forces_a_pass_on_an_unchanged_scene():
 
 
 # ---------------------------------------------------------------- cameras that move
-# Real rendered clips (vision/synth_video.py), encoded as H.264 and read back through the
+# Real rendered clips (training/synth_video.py), encoded as H.264 and read back through the
 # sampler, as a vehicle, a drone and a phone deliver them: the gate sees codec noise,
 # sub-pixel shifts and shake, not clean arrays.
 
@@ -81,8 +81,8 @@ import pytest  # noqa: E402
 
 from streams.reader import iter_file_samples  # noqa: E402
 from vision.gate import MovingGate  # noqa: E402
-from vision.synth import street_background, topdown_background  # noqa: E402
-from vision.synth_video import Clip, on_ground, render  # noqa: E402
+from training.synth import street_background, topdown_background  # noqa: E402
+from training.synth_video import Clip, on_ground, render  # noqa: E402
 
 W, H = 480, 270
 SECONDS = 20

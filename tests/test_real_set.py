@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from patrol.evaluate_real import evaluate_real, judge_picture
+from training.evaluate_real import evaluate_real, judge_picture
 from patrol.settings import ROOT, load_settings
 from patrol.wiring import Parts
 from training.labelcheck import main as labelcheck

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from patrol.bench_review_loop import _half, footage, reject_through_api
+from bench.review_loop import _half, footage, reject_through_api
 from patrol.settings import ROOT, load_settings
 from patrol.wiring import Parts
 from training.real_set import COLUMNS, fetch
@@ -84,8 +84,8 @@ def test_an_analyst_rejects_cases_through_the_api(tmp_path):
 
 @pytest.mark.slow
 def test_the_whole_loop(loop_set, tmp_path):
-    from patrol.bench_review_loop import run
-    from vision.training import generate_dataset
+    from bench.review_loop import run
+    from training.train import generate_dataset
 
     manifest, data = loop_set
     rendered = generate_dataset(tmp_path / "rendered", 8, 4, seed=3, size=(320, 192), recipe=13)
@@ -103,7 +103,7 @@ def test_the_whole_loop(loop_set, tmp_path):
 def test_extra_training_pictures_join_a_data_set_named_from_the_working_folder(tmp_path, monkeypatch):
     import yaml
 
-    from vision.training import with_extra_train
+    from training.train import with_extra_train
 
     monkeypatch.chdir(tmp_path)
     for folder in ("set/images/train", "set/images/val", "more/images/train"):
@@ -123,7 +123,7 @@ def test_extra_training_pictures_can_weigh_more_than_once(tmp_path):
     import yaml
     from ultralytics.data.dataset import YOLODataset
 
-    from vision.training import DataError, with_extra_train
+    from training.train import DataError, with_extra_train
 
     for folder in ("set/images/train", "set/images/val", "real/images/train", "real/labels/train"):
         (tmp_path / folder).mkdir(parents=True)
@@ -143,7 +143,7 @@ def test_extra_training_pictures_can_weigh_more_than_once(tmp_path):
 
 
 def test_rejected_pictures_are_a_set_share_of_an_epoch():
-    from patrol.bench_review_loop import HARD_NEGATIVE_SHARE, hard_negative_repeat
+    from bench.review_loop import HARD_NEGATIVE_SHARE, hard_negative_repeat
 
     repeat = hard_negative_repeat(6, 3600)
     share = 6 * repeat / (6 * repeat + 3600)

@@ -3,9 +3,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vision import photos
-from vision.synth import CLASS_ID, labelled_image, sprite_dust, thicken
-from vision.visibility import LIGHTING_CONTRAST, VisibleLabels
+from training import photos
+from training.synth import CLASS_ID, labelled_image, sprite_dust, thicken
+from training.visibility import LIGHTING_CONTRAST, VisibleLabels
 
 DUST = CLASS_ID["dust"]
 
@@ -101,7 +101,7 @@ def test_plumes_seen_as_one_cloud_get_one_box_with_cloud_labels():
 
 def test_cloud_labels_change_only_the_labels_of_touching_plumes():
     """The picture is the same either way; recipe 13 labels by cloud, the recipes before it by plume."""
-    from vision.synth import CLOUD_LABELS_FROM, RECIPES
+    from training.synth import CLOUD_LABELS_FROM, RECIPES
     assert RECIPES[CLOUD_LABELS_FROM] == RECIPES[12]
     merged = 0
     for s in range(60):
@@ -145,7 +145,7 @@ def test_held_out_photographs_are_kept_out_of_training_pictures():
 
 
 def test_rain_darkens_the_scene_and_streaks_it():
-    from vision.synth import lighting
+    from training.synth import lighting
 
     flat = np.full((384, 640, 3), 120, np.uint8)
     day = lighting(flat, np.random.default_rng(1), "day").astype(np.float32)
@@ -218,7 +218,7 @@ def _sharpness(img):
 
 
 def test_a_defocused_photograph_is_soft_wholly_or_along_a_depth_of_field():
-    from vision.synth import _defocus
+    from training.synth import _defocus
     photo = photos.scenes("train")[0]
     whole = partial = 0
     for s in range(12):
@@ -235,7 +235,7 @@ def test_a_defocused_photograph_is_soft_wholly_or_along_a_depth_of_field():
 
 
 def test_recipe_seven_defocuses_about_half_its_photographs_and_older_recipes_none(monkeypatch):
-    from vision import synth
+    from training import synth
     calls = []
     original = synth._defocus
     monkeypatch.setattr(synth, "_defocus", lambda img, rng: calls.append(1) or original(img, rng))
@@ -260,7 +260,7 @@ def test_the_wallpapers_widen_only_the_training_pool_and_are_never_probes(monkey
 
 
 def test_a_large_wallpaper_is_kept_at_a_working_size():
-    from vision.photos import WALLPAPER_SIDE, _shrunk
+    from training.photos import WALLPAPER_SIDE, _shrunk
     big = np.random.default_rng(0).integers(0, 255, (3000, 4500, 3), dtype=np.uint8)
     small = _shrunk(big, WALLPAPER_SIDE)
     assert small.shape == (1280, 1920, 3)
@@ -268,7 +268,7 @@ def test_a_large_wallpaper_is_kept_at_a_working_size():
 
 
 def test_recipe_eight_shows_the_drone_more_often_and_more_of_its_sites_with_dust():
-    from vision.synth import RECIPES
+    from training.synth import RECIPES
     drone = ("topdown", "topdown_high", "site_from_above")
     share = lambda r: sum(v in drone for v in RECIPES[r]) / len(RECIPES[r])  # noqa: E731
     assert share(8) > 1.5 * share(7)
@@ -291,7 +291,7 @@ def test_only_recipe_eight_draws_more_plumes_on_building_sites():
 
 def test_the_view_of_a_picture_is_known_from_its_seed_alone(monkeypatch):
     """``patrol eval`` splits held-out plumes by view without storing anything per picture."""
-    from vision import synth
+    from training import synth
     seen = []
     original = synth._photo_image
     monkeypatch.setattr(synth, "_photo_image", lambda *a, **k: seen.append(1) or original(*a, **k))
@@ -307,7 +307,7 @@ def test_training_names_the_photographs_of_its_recipe_that_are_not_installed(mon
     """A missing package does not stop training, but the data then differs from the model card's."""
     gone = ("lomiri-wallpapers-16.04", "/nonexistent/Bridge_by_Sander_Klootwijk.jpg")
     monkeypatch.setattr(photos, "WALLPAPER_SCENES", (gone,) + photos.WALLPAPER_SCENES[1:])
-    from vision.synth import missing_photos
+    from training.synth import missing_photos
     assert "Bridge_by_Sander_Klootwijk.jpg" in missing_photos(8)
     assert "Bridge_by_Sander_Klootwijk.jpg" not in missing_photos(7)  # recipe 7 never drew it
     assert missing_photos(2) == []  # rendered only, no photographs
@@ -315,7 +315,7 @@ def test_training_names_the_photographs_of_its_recipe_that_are_not_installed(mon
     assert "fog.jpg" in missing_photos(9) and "fog.jpg" not in missing_photos(8)
     monkeypatch.setattr(photos, "CLUTTER_SCENES", (("opencv-doc", "/nonexistent/sudoku.png"),))
     assert "sudoku.png" in missing_photos(10) and "sudoku.png" not in missing_photos(9)
-    from vision.synth import missing_photo_packages  # what the warning tells to install
+    from training.synth import missing_photo_packages  # what the warning tells to install
     assert missing_photo_packages(9) == ["lomiri-wallpapers-16.04", "lxqt-themes"]
     assert missing_photo_packages(8) == ["lomiri-wallpapers-16.04"] and missing_photo_packages(2) == []
     held = ("ultralytics", "assets/no-such-heldout.jpg")  # a held-out photograph never trains
@@ -359,7 +359,7 @@ def test_the_clutter_pictures_train_only_in_their_own_view_and_are_never_probes(
 
 
 def test_recipe_ten_shows_clutter_in_one_view_of_fifteen_half_of_it_without_objects():
-    from vision import synth
+    from training import synth
     assert synth.RECIPES[10][:-1] == synth.RECIPES[9] and synth.RECIPES[10][-1] == "clutter"
     assert "clutter" not in {v for r in range(1, 10) for v in synth.RECIPES[r]}
     drawn = []
@@ -374,7 +374,7 @@ def test_recipe_ten_shows_clutter_in_one_view_of_fifteen_half_of_it_without_obje
 
 
 def test_recipe_eleven_shows_the_drone_dust_over_many_plain_roofs_and_nothing_else():
-    from vision import synth
+    from training import synth
     assert synth.RECIPES[11][:-2] == synth.RECIPES[10] and synth.RECIPES[11][-2:] == ("dust_from_above",) * 2
     assert "dust_from_above" not in {v for r in range(1, 11) for v in synth.RECIPES[r]}
     roofs = []
@@ -391,7 +391,7 @@ def test_recipe_eleven_shows_the_drone_dust_over_many_plain_roofs_and_nothing_el
 def test_recipe_twelve_adds_photographs_with_plumes_and_photographs_with_look_alikes_only():
     """Recipe 12's "dust_photo" view: a training photograph with plumes on most, steam and
     other look-alikes only on the rest, and no other class."""
-    from vision import synth
+    from training import synth
     assert synth.RECIPES[12][:-2] == synth.RECIPES[11] and synth.RECIPES[12][-2:] == ("dust_photo",) * 2
     assert "dust_photo" in synth.PHOTO_VIEWS
     drawn = []
@@ -411,7 +411,7 @@ def test_extra_roofs_are_plain_roofs_drawn_after_the_usual_ground():
     """With no extra roofs the drone's ground is drawn as before (the held-out drone clips and
     pictures use it); extra roofs cover a part of it (the grain laid over the whole picture
     last differs by a few grey levels everywhere)."""
-    from vision.synth import topdown_background
+    from training.synth import topdown_background
     plain = topdown_background(np.random.default_rng(3), 320, 200)
     again = topdown_background(np.random.default_rng(3), 320, 200, extra_roofs=0)
     more = topdown_background(np.random.default_rng(3), 320, 200, extra_roofs=6)
@@ -422,5 +422,5 @@ def test_extra_roofs_are_plain_roofs_drawn_after_the_usual_ground():
 
 def test_the_cli_offers_every_recipe():
     from patrol.cli import RECIPE_NUMBERS
-    from vision.synth import RECIPES
+    from training.synth import RECIPES
     assert RECIPE_NUMBERS == sorted(RECIPES)

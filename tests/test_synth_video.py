@@ -1,12 +1,12 @@
 """Ground truth of rendered clips: a dust event is a plume a person can see, by the same
-rule as the training labels (vision/visibility.py). Real H.264 files are written and the
+rule as the training labels (training/visibility.py). Real H.264 files are written and the
 truth is read from what the renderer reports."""
 import json
 
 import numpy as np
 
-from vision.synth import street_background
-from vision.synth_video import Actor, Clip, random_clip, render
+from training.synth import street_background
+from training.synth_video import Actor, Clip, random_clip, render
 
 
 def _plume_clip(opacity: float = 1.0, density: float = 1.0, world: np.ndarray | None = None) -> Clip:

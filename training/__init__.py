@@ -1,1 +1,2 @@
-"""The lab: real data sets and their manifests, labelling helpers. Never imported by the runtime."""
+"""The lab: rendered training data, real data sets and their manifests, labelling helpers,
+training runs and evaluation. Never imported by the runtime; the CLI reaches it."""

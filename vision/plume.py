@@ -26,7 +26,7 @@ import numpy as np
 WEIGHTS = {"haze": 0.30, "contrast_loss": 0.20, "colour": 0.50}
 # Judgement: a box at the rule's confidence needs at least VETO of plume measure (what no
 # plume can lack); a box of only RESCUE_CONF is believed when the measure is STRONG.
-# Measured on 600 held-out rendered pictures (recipe 3; `python -m vision.plume`): VETO keeps
+# Measured on 600 held-out rendered pictures (`python -m training.plume_calibration`): VETO keeps
 # 87 % of true plume boxes and half of the boxes of other things; STRONG is reached by 14 %
 # of true plumes and 5.5 % of other boxes, most of them sand piles, which share the colour
 # (they only matter where the detector also calls them dust, above RESCUE_CONF).
@@ -100,28 +100,3 @@ def supports_dust(confidence: float, plume: PlumeMeasure, min_confidence: float)
     if confidence >= min_confidence:
         return plume.score >= VETO
     return confidence >= RESCUE_CONF and plume.score >= STRONG
-
-
-def calibrate(count: int = 600, seed: int = 9, recipe: int = 4) -> dict:
-    """How the measure separates true plume boxes from other boxes on held-out rendered
-    pictures (seeds never used for training, held-out photographs): the figures behind
-    VETO and STRONG."""
-    from vision.synth import CLASSES, labelled_image
-
-    plume, other = [], []
-    for s in range(seed * 1_000_000, seed * 1_000_000 + count):
-        pic = labelled_image(s, recipe=recipe, heldout=True)
-        for c, *box in pic.boxes:
-            (plume if CLASSES[c] == "dust" else other).append(measure(pic.image, box).score)
-    plume_a, other_a = np.array(plume), np.array(other)
-    return {"pictures": count, "recipe": recipe, "plume_boxes": len(plume), "other_boxes": len(other),
-            "veto": VETO, "plume_kept_by_veto": round(float((plume_a >= VETO).mean()), 3),
-            "other_kept_by_veto": round(float((other_a >= VETO).mean()), 3),
-            "strong": STRONG, "plume_strong": round(float((plume_a >= STRONG).mean()), 3),
-            "other_strong": round(float((other_a >= STRONG).mean()), 3)}
-
-
-if __name__ == "__main__":
-    import json
-
-    print(json.dumps(calibrate()))

@@ -19,7 +19,7 @@ import cv2
 import yaml
 
 from vision.classes import CLASSES
-from vision.synth import cloud_labels, labelled_image
+from training.synth import cloud_labels, labelled_image
 
 # Nothing may be fetched at run time: keep ultralytics from looking for fonts,
 # pretrained weights or updates.

@@ -16,9 +16,9 @@ import numpy as np
 import yaml
 
 from streams.telemetry import TelemetrySample, write_srt
-from vision.synth import (SIZE_M, TOPDOWN_SIZE_M, lighting, paste, render_sprite, street_background, thicken,
+from training.synth import (SIZE_M, TOPDOWN_SIZE_M, lighting, paste, render_sprite, street_background, thicken,
                           topdown_background)
-from vision.visibility import LIGHTING_CONTRAST, blend, mask_box, visible_dust
+from training.visibility import LIGHTING_CONTRAST, blend, mask_box, visible_dust
 
 FPS = 10
 

@@ -9,7 +9,7 @@ seed.
 
 A sprite is a BGR patch plus a float alpha mask. In recipes 1-3 its label box is
 the tight box around alpha > 0.5 (a quarter for plumes); from recipe 4 on,
-``vision.visibility.VisibleLabels`` boxes only what stays visible in the finished
+``training.visibility.VisibleLabels`` boxes only what stays visible in the finished
 picture (``Labelled.place`` chooses).
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from vision import photos
+from training import photos
 from vision.classes import CLASS_ID, CLASSES
-from vision.visibility import LIGHTING_CONTRAST, VisibleLabels, blend, mask_box
+from training.visibility import LIGHTING_CONTRAST, VisibleLabels, blend, mask_box
 
 Sprite = tuple[np.ndarray, np.ndarray]  # (bgr uint8 HxWx3, alpha float32 HxW in 0..1)
 
@@ -764,7 +764,7 @@ RECIPES = {
     #    pictures are real photographs with objects composited onto them (or none).
     3: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown", "photo", "photo",
         "photo_portrait"),
-    # 4: recipe 3's views with labels of what is visible (vision/visibility.py: occluded
+    # 4: recipe 3's views with labels of what is visible (training/visibility.py: occluded
     #    parts and plumes that change nothing are not boxed, objects below the model's size
     #    range are not placed), rain besides day/dusk/night/haze, and two photographs kept
     #    for held-out pictures only.
@@ -776,7 +776,7 @@ RECIPES = {
     5: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "site_from_above",
         "photo", "photo", "photo_portrait"),
     # 6: recipe 5's views; training photographs also from two Debian packages' sample
-    #    pictures (vision/photos.py EXTRA_SCENES: streets, a city from the air, a car, people,
+    #    pictures (training/photos.py EXTRA_SCENES: streets, a city from the air, a car, people,
     #    cloud, sand), so more real pictures without a violation teach what is not one.
     #    Held-out pictures are recipe 5's, byte for byte.
     6: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "site_from_above",
@@ -790,19 +790,19 @@ RECIPES = {
     # 8: for the drone and for plumes on real pictures: recipe 7's views with a drone's view
     #    in 4 of 13 pictures (2 of 11 before) and dust over half its building sites (three in
     #    ten before), and training photographs also from two desktop packages' wallpapers
-    #    (vision/photos.py WALLPAPER_SCENES). Its held-out pictures are its own.
+    #    (training/photos.py WALLPAPER_SCENES). Its held-out pictures are its own.
     8: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
         "site_from_above", "site_from_above", "photo", "photo", "photo", "photo_portrait"),
     # 9: for plumes on real pictures, still the weakest box class on recipe 8 (found less often
     #    on the held-out photographs than on rendered views): recipe 8's views with one more
     #    photograph (5 in 14 pictures), plumes on a quarter of the photographs (a seventh
     #    before), and training photographs also of sky, cloud, fog and hills
-    #    (vision/photos.py OUTDOOR_SCENES). Its held-out pictures are its own.
+    #    (training/photos.py OUTDOOR_SCENES). Its held-out pictures are its own.
     9: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
         "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait"),
     # 10: against false alarms on real pictures of paper and goods (stage 9 drew a scaffold on
     #    a page of text and a steel shed on a gift box): recipe 9's views and a "clutter" view
-    #    (1 in 15) of pictures of print, grids and packaged goods (vision/photos.py
+    #    (1 in 15) of pictures of print, grids and packaged goods (training/photos.py
     #    CLUTTER_SCENES), half of them with nothing pasted on. Its held-out pictures are its own.
     10: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
          "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter"),
@@ -823,7 +823,7 @@ RECIPES = {
          "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter",
          "dust_from_above", "dust_from_above", "dust_photo", "dust_photo"),
     # 13: recipe 12's views, its plumes labelled as clouds: plumes that overlap or touch get
-    #    one box (vision/visibility.py). Recipe 12's photographs carry 1-3 plumes,
+    #    one box (training/visibility.py). Recipe 12's photographs carry 1-3 plumes,
     #    often overlapping, and labelled each puff of a cloud on its own: a target no detector
     #    can hit, which taught stage 11 to draw boxes of no consistent extent.
     13: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",

@@ -176,8 +176,8 @@ def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFE
     """The whole loop; returns the report (also written to ``out/review-loop.json``)."""
     from cases.training_export import ExportError, export_dataset
     from patrol.analyze import analyze_video
-    from patrol.evaluate_real import evaluate_real
-    from vision.training import pictures_in, read_data_yaml, train, weights_classes, with_extra_train
+    from training.evaluate_real import evaluate_real
+    from training.train import pictures_in, read_data_yaml, train, weights_classes, with_extra_train
 
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,7 @@ def make_heldout_videos(out: Path, count: int, seed: int = HELDOUT_VIDEO_SEED, s
                         progress: Callable[[int, int], None] | None = None, kind: str | None = None) -> list[str]:
     """Render ``count`` clips from ``seed`` on (``kind``: only that kind of source) into
     ``out``, kept: a clip already there is not rendered again. Returns their names."""
-    from vision.synth_video import random_clip, render
+    from training.synth_video import random_clip, render
 
     out.mkdir(parents=True, exist_ok=True)
     names = []
@@ -147,7 +147,7 @@ def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], N
 
 
 def evaluate_photos(parts: Parts, photos: list[tuple[str, np.ndarray]]) -> dict:
-    """Whole real pictures without a violation (``vision.photos.heldout_photos``): every
+    """Whole real pictures without a violation (``training.photos.heldout_photos``): every
     event the model reports on one is a false alarm on ordinary footage, which rendered
     held-out data cannot show."""
     from vision.rules import image_events
@@ -274,7 +274,7 @@ def plumes_by_view(weights: Path, dataset: Path, imgsz: int, recipe: int) -> dic
     import cv2
 
     from vision.detector import Detector
-    from vision.synth import PHOTO_VIEWS, view_of
+    from training.synth import PHOTO_VIEWS, view_of
 
     # NMS at ultralytics' own IoU (0.7), as for the box metrics, not the patrol's 0.5
     detector = Detector(weights, imgsz=imgsz, conf=PLUME_FOUND_CONF, iou=0.7)

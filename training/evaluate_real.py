@@ -20,7 +20,7 @@ from typing import Callable
 
 import cv2
 
-from patrol.evaluate import _iou
+from training.evaluate import _iou
 from patrol.wiring import Parts
 from streams.frame import Frame
 from training.real_set import MANIFEST, RealPicture, label_rows, labels_of, load_manifest
@@ -77,7 +77,7 @@ def evaluate_real(parts: Parts, dataset: Path, split: str = "eval", manifest: Pa
                   out: Path | None = None) -> dict:
     """The real-set figures on ``split`` (``all``: both), from pictures under ``dataset``
     (``patrol real-set fetch``'s folder)."""
-    from patrol.evaluate import evaluate_boxes
+    from training.evaluate import evaluate_boxes
 
     labels = labels_of(manifest)
     pictures = [p for p in load_manifest(manifest) if split in ("all", p.split)]
