@@ -610,9 +610,9 @@ def cmd_real_set(args) -> int:
 
 def _bench_capacity(args) -> int:
     """bench capacity / bench soak: sources per machine in real time, against ultralytics."""
-    from patrol.bench_capacity import CapacityBench, as_text, options_from_args, report_json
-    from streams.camera_media import MediaError
-    from streams.simulate import SimulationError
+    from bench.capacity import CapacityBench, as_text, options_from_args, report_json
+    from bench.camera_media import MediaError
+    from bench.simulate import SimulationError
 
     if args.what == "soak" and not args.sources:
         return _fail("bench soak needs --sources N (e.g. the figure bench capacity sustains)")
@@ -646,9 +646,9 @@ def _bench_capacity(args) -> int:
 
 def _bench_decode(args) -> int:
     """bench decode: what a key frame and an average frame of each camera-cost stream cost."""
-    from patrol.bench_capacity import decode_costs
-    from streams.camera_media import MediaError
-    from streams.simulate import CITY_MIX, CitySimulation, SimulationError, plan, progress_printer
+    from bench.capacity import decode_costs
+    from bench.camera_media import MediaError
+    from bench.simulate import CITY_MIX, CitySimulation, SimulationError, plan, progress_printer
 
     try:
         sim = CitySimulation(plan(CITY_MIX, args.samples), args.cache)
@@ -669,7 +669,7 @@ def _bench_decode(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from patrol.bench import bench_detector
+    from bench.detector import bench_detector
 
     if args.what in ("capacity", "soak"):
         return _bench_capacity(args)
@@ -699,8 +699,8 @@ def cmd_bench(args) -> int:
 
 def cmd_simulate(args) -> int:
     """Serve the sample clips as a simulated city of live sources; write its registry."""
-    from streams.camera_media import MediaError
-    from streams.simulate import CITY_MIX, KINDS, CitySimulation, SimulationError, plan, progress_printer
+    from bench.camera_media import MediaError
+    from bench.simulate import CITY_MIX, KINDS, CitySimulation, SimulationError, plan, progress_printer
 
     given = {k: getattr(args, k) for k in KINDS}
     counts = dict(CITY_MIX) if all(v is None for v in given.values()) else {k: v or 0 for k, v in given.items()}

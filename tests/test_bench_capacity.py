@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from patrol.bench_capacity import decode_costs, judge, rss_slope, summarize_profile
+from bench.capacity import decode_costs, judge, rss_slope, summarize_profile
 from patrol.settings import Settings
 from tests.media_servers import require_ffmpeg
 

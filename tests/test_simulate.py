@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.camera_media import PROFILES, measure, prepare
+from bench.camera_media import PROFILES, measure, prepare
 from streams.live import LiveReader
 from streams.reader import probe
-from streams.simulate import (CITY_MIX, CitySimulation, SimulationError, plan, rtmp_unavailable, rtsp_unavailable,
+from bench.simulate import (CITY_MIX, CitySimulation, SimulationError, plan, rtmp_unavailable, rtsp_unavailable,
                               scaled_mix)
 from streams.sources import load_registry, parse_registry
 from tests.media_servers import require_ffmpeg

@@ -22,7 +22,7 @@ from patrol.settings import Settings
 from patrol.wiring import Parts
 from streams.grab import grab_frame
 from streams.reader import SourceError
-from streams.simulate import RtspServed, SimSource
+from bench.simulate import RtspServed, SimSource
 from streams.sources import SamplingPolicy, Source, Zone
 from test_bus import wait_for
 from test_worker import MODEL, bus, running  # noqa: F401  (bus: fixture)

@@ -6,9 +6,9 @@ only) it searches the largest N that is *sustained*: over a measuring window of
 S seconds (after a warm-up), every source is analysed at no less than 95 % of its
 policy rate (one sample of slack for the window's edges) and no source's lag
 grows by more than max(1 s, 2 % of the window). The search doubles N until it
-fails, then bisects. Each trial runs in a fresh process (patrol.capacity_trial).
+fails, then bisects. Each trial runs in a fresh process (bench.capacity_trial).
 
-Sources are the simulated city's (streams/simulate.py): camera-cost media served
+Sources are the simulated city's (bench/simulate.py): camera-cost media served
 as files paced at real time (``file``) or by the RTSP server (``rtsp``).
 The baseline reads exactly the URLs the worker reads (the sub-stream of a fixed
 camera), through ``YOLO(weights).predict(source=<.streams file>, stream=True,
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import psutil
 
-from patrol.capacity_trial import lag_growth
-from streams.camera_media import FPS
-from streams.simulate import CITY_MIX, CitySimulation, plan, progress_printer, scaled_mix
+from bench.camera_media import FPS
+from bench.capacity_trial import lag_growth
+from bench.simulate import CITY_MIX, CitySimulation, plan, progress_printer, scaled_mix
 
 ROOT = Path(__file__).resolve().parents[1]
 MIXES: dict[str, dict[str, int]] = {"city": CITY_MIX, "fixed": {"fixed": 1}, "mobile": {"mobile": 1}}
@@ -190,7 +190,7 @@ class CapacityBench:
             s["read_url"] = str(fifo)
         spec = fifo_dir / "feed.json"
         spec.write_text(json.dumps({"feeds": feeds}))
-        proc = subprocess.Popen([sys.executable, "-m", "patrol.capacity_trial", "--feed", str(spec)],
+        proc = subprocess.Popen([sys.executable, "-m", "bench.capacity_trial", "--feed", str(spec)],
                                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
         if proc.stdout.readline().strip() != "READY":
             proc.kill()
@@ -204,7 +204,7 @@ class CapacityBench:
         path.write_text(json.dumps(spec))
         cpu0 = {p.pid: _cpu(p) for p in delivery}
         t0 = time.time()
-        proc = subprocess.Popen([sys.executable, "-m", "patrol.capacity_trial", str(path)], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "bench.capacity_trial", str(path)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=ROOT)
         spy = None
         if profile_dir is not None:

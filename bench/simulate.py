@@ -3,7 +3,7 @@ pace, with the city's mix of kinds and resolutions, and a registry that points a
 
     sim = CitySimulation(plan({"fixed": 50, "vehicle": 3, "drone": 1, "mobile": 200}, SAMPLES),
                          cache_dir=".cache/sim")
-    sim.prepare()                      # camera-cost media, once (streams/camera_media.py)
+    sim.prepare()                      # camera-cost media, once (bench/camera_media.py)
     with sim.serve("rtsp") as served:  # or "rtmp", or "file"
         yaml.safe_dump(served.registry(), open("registry.yaml", "w"))
         ...
@@ -13,7 +13,7 @@ Transports:
 - ``file``: no server. The registry points at the prepared files; a worker with
   ``worker.loop_files`` plays each as a live camera (streams/live.py paces it at
   real time and starts it again at its end). The pipeline's own cost, no network.
-- ``rtsp``: one GStreamer RTSP server process (streams/rtsp_serve.py, run by
+- ``rtsp``: one GStreamer RTSP server process (bench/rtsp_serve.py, run by
   Debian's /usr/bin/python3) with a mount point per stream, each an endless loop
   with continuous timestamps.
 - ``rtmp``: nginx with the RTMP module, and one ``ffmpeg -re -stream_loop -1 -c copy``
@@ -40,7 +40,7 @@ from typing import Callable
 
 import yaml
 
-from streams.camera_media import KIND_PROFILES, MediaInfo, Progress, measure, prepare, with_gop
+from bench.camera_media import KIND_PROFILES, MediaInfo, Progress, measure, prepare, with_gop
 
 CITY_MIX: dict[str, int] = {"fixed": 50, "vehicle": 3, "drone": 1, "mobile": 200}
 KINDS = ("fixed", "vehicle", "drone", "mobile")

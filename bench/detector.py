@@ -34,7 +34,7 @@ def bench_detector(weights: list[Path], imgsz: int, batches: tuple[int, ...] = (
     CPU per image is what limits capacity, wall time is what one request waits."""
     import psutil
 
-    from patrol.bench_capacity import machine
+    from bench.capacity import machine
     from vision.detector import Detector
 
     images = sample_frames(max(batches) * 2)

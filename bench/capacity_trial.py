@@ -3,11 +3,11 @@ the product's patrol worker or ultralytics' own streaming prediction, measured.
 
 A fresh process per trial keeps the figures clean: CPU time and resident memory
 belong to that trial alone, and no thread, decoder or capture of an earlier
-trial is left behind. `patrol.bench_capacity` starts these and decides from
+trial is left behind. `bench.capacity` starts these and decides from
 their JSON whether the machine kept up.
 
-    python -m patrol.capacity_trial SPEC.json      # prints one JSON line: the trial's measurements
-    python -m patrol.capacity_trial --feed SPEC.json  # real-time MPEG-TS feeds into FIFOs (baseline delivery)
+    python -m bench.capacity_trial SPEC.json      # prints one JSON line: the trial's measurements
+    python -m bench.capacity_trial --feed SPEC.json  # real-time MPEG-TS feeds into FIFOs (baseline delivery)
 """
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 in an endless loop at real-time pace, like a camera that never stops.
 
 Runs under Debian's interpreter (/usr/bin/python3, which has the GStreamer GObject
-bindings; the project's venv does not), as a child process of `streams.simulate`:
+bindings; the project's venv does not), as a child process of `bench.simulate`:
 
-    /usr/bin/python3 streams/rtsp_serve.py --port 8554 --mounts mounts.json
+    /usr/bin/python3 bench/rtsp_serve.py --port 8554 --mounts mounts.json
 
 ``mounts.json`` is a list of ``{"path": "fixed-001", "file": "/abs/clip.mp4"}``; the
 mount is served at ``rtsp://ADDRESS:PORT/<path>``. The line ``READY rtsp://ADDRESS:PORT``
