@@ -15,7 +15,7 @@ from api.routers import cases, health, metrics, review, sources, ui
 from api.routers import admin, auth
 from api.routers import audit, feed
 from api.routers import positions, uploads
-from patrol.wiring import Parts
+from core.wiring import Parts
 
 DESCRIPTION = """City Patrol proposes **draft cases** (street vending, illegal construction, dust)
 found on the city's video sources. Nothing becomes a case on the city platform until an

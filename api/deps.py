@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from patrol.wiring import Parts
+from core.wiring import Parts
 
 
 def parts(request: Request) -> Parts:

@@ -29,7 +29,7 @@ from typing import Callable, TypeVar
 import anyio
 import anyio.to_thread
 
-from patrol.settings import AuthSettings
+from core.settings import AuthSettings
 
 MAX_KEYS = 10_000
 REFUSAL_PAUSE_S = 1.0  # a 429 is answered after this pause (in the event loop, no thread held)

@@ -100,8 +100,8 @@ def run_pipeline(spec: dict) -> dict:
     (embedded Redis for its events and state reports; no case store)."""
     import numpy as np
 
-    from patrol.settings import load_settings
-    from patrol.wiring import Parts
+    from core.settings import load_settings
+    from core.wiring import Parts
     from streams.sources import parse_registry
     from vision.pipeline import Pipeline  # noqa: F401 (imported before the subclass is made)
     from workers.bus import Bus, EmbeddedRedis
@@ -234,7 +234,7 @@ def run_ultralytics(spec: dict) -> dict:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
-    from patrol.settings import load_settings
+    from core.settings import load_settings
 
     settings = load_settings(spec.get("config"))
     m = settings.model

@@ -40,8 +40,8 @@ from typing import Callable
 
 import cv2
 
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from training.real_set import MANIFEST, RealPicture, load_manifest
 
 KIND_OF_CAMERA = {"fixed": "fixed", "vehicle": "vehicle", "drone": "drone", "mobile": "mobile", "photo": "mobile"}
@@ -107,7 +107,7 @@ def footage(dataset: Path, out: Path, manifest: Path = MANIFEST, interval: float
 def false_cases(parts: Parts, clips: list[Clip], work: Path, interval: float,
                 progress: Callable[[int, int], None] | None = None) -> dict:
     """Analyse each clip into its own store under ``work``; every case is a false one."""
-    from patrol.analyze import analyze_video
+    from core.analyze import analyze_video
 
     per_clip, total_cases, seconds = [], 0, 0.0
     for i, clip in enumerate(clips):
@@ -175,9 +175,10 @@ def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFE
         epochs: int = 3, imgsz: int | None = None, rendered: Path | None = None, say=print) -> dict:
     """The whole loop; returns the report (also written to ``out/review-loop.json``)."""
     from cases.training_export import ExportError, export_dataset
-    from patrol.analyze import analyze_video
+    from core.analyze import analyze_video
     from training.evaluate_real import evaluate_real
-    from training.train import pictures_in, read_data_yaml, train, weights_classes, with_extra_train
+    from training.train import (pictures_in, read_data_yaml, train, trainable_weights, weights_classes,
+                                with_extra_train)
 
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -201,8 +202,6 @@ def run(settings: Settings, dataset: Path, out: Path, *, manifest: Path = MANIFE
         report["reviewed"] = {"clips": len(halves["reviewed"]), "source_hours": round(hours, 3), "false_cases": len(ids),
                               "rejected_via_api": reject_through_api(reviewed, ids)}
         weights = Path(settings.model.weights)
-        from patrol.cli import trainable_weights
-
         start = trainable_weights(weights)
         classes = weights_classes(start)
         try:

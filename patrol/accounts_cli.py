@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from cases.accounts import TOKEN_ROLES, USER_ROLES, AccountError, Accounts
-from patrol.settings import DEFAULT_DATA_DIR, DEMO_DATA_DIR, Settings
+from core.settings import DEFAULT_DATA_DIR, DEMO_DATA_DIR, Settings
 
 
 def _by() -> str:

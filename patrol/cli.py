@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from patrol.settings import DEMO_DATA_DIR, ROOT, Settings, load_settings
+from core.settings import DEMO_DATA_DIR, ROOT, Settings, load_settings
 from streams.sources import ConfigError
 
 # training.synth.RECIPES' keys, written out so that the CLI starts without importing OpenCV
@@ -71,7 +71,7 @@ class Runtime:
     """Redis (given or embedded), the registry and the parts, for serve/worker/demo."""
 
     def __init__(self, settings: Settings, registry_path: Path | None = None):
-        from patrol.wiring import Parts
+        from core.wiring import Parts
         from streams.sources import load_registry
         from workers.bus import Bus, EmbeddedRedis
 
@@ -150,11 +150,10 @@ class Runtime:
     def upload_thread(self, stop: threading.Event, worker_id: str | None = None) -> threading.Thread:
         """Upload jobs (workers/uploads.py) on their own thread, with a detector of their own
         (models are not shared between threads). Needs the upload area and the database."""
-        from patrol.analyze import analyze_video
-        from patrol.wiring import Parts
+        from core.wiring import Parts
         from workers.uploads import UploadQueue, UploadWorker, consumer_name
 
-        worker = UploadWorker(UploadQueue(self.bus.r), Parts(self.settings), analyze_video,
+        worker = UploadWorker(UploadQueue(self.bus.r), Parts(self.settings),
                               consumer=f"{worker_id}-uploads" if worker_id else consumer_name(),
                               claim_idle_ms=int(self.settings.uploads.claim_idle_s * 1000))
         t = threading.Thread(target=worker.run, args=(stop,), name="upload-worker", daemon=True)
@@ -306,7 +305,7 @@ def cmd_worker(args) -> int:
 def cmd_retention(args) -> int:
     """Apply the evidence retention rules once (``--dry-run``: only say what would go)."""
     from cases import retention
-    from patrol.wiring import Parts
+    from core.wiring import Parts
 
     settings = _settings(args)
     parts = Parts(settings)
@@ -325,8 +324,8 @@ def cmd_retention(args) -> int:
 
 def cmd_accounts(args) -> int:
     """``patrol user ...`` / ``patrol token ...`` on the settings' database."""
+    from core.wiring import Parts
     from patrol import accounts_cli
-    from patrol.wiring import Parts
 
     settings, why = accounts_cli.product_settings(_settings(args))
     return accounts_cli.run(args, Parts(settings), why)
@@ -362,11 +361,11 @@ def _progress(enabled: bool):
 def cmd_analyze(args) -> int:
     import tempfile
 
-    from patrol.analyze import analyze_video, case_json, load_zones
-    from patrol.wiring import Parts
+    from core.analyze import analyze_video, case_json, load_zones
+    from core.wiring import Parts
     from streams.frame import GeoPoint
-    from streams.reader import SourceError
     from streams.placement import View
+    from streams.reader import SourceError
     from streams.telemetry import TelemetryError
     from streams.tracks import TrackError, parse_moment
     from vision.detector import DetectorError
@@ -422,7 +421,7 @@ def cmd_detect(args) -> int:
 
     from dataclasses import asdict
 
-    from patrol.wiring import Parts
+    from core.wiring import Parts
     from vision.detector import DetectorError
     from vision.plume import measure as plume_measure
     from vision.rules import image_events
@@ -458,12 +457,12 @@ def cmd_detect(args) -> int:
 
 def cmd_eval(args) -> int:
     """Box mAP on held-out images and event precision/recall/TTFD on held-out videos."""
+    from core.wiring import Parts
     from training.evaluate import (HELDOUT_IMAGE_SEED, evaluate_boxes, evaluate_photos, evaluate_videos, example_frames,
                                  make_heldout_videos, plumes_by_view, video_set_folder, write_report)
-    from patrol.wiring import Parts
-    from vision.detector import DetectorError
     from training.photos import heldout_photos, missing_probes
     from training.train import generate_dataset
+    from vision.detector import DetectorError
 
     settings = _settings(args)
     if args.real:
@@ -553,8 +552,8 @@ def _bench_review_loop(args) -> int:
 
 def _eval_real(args, settings) -> int:
     """patrol eval --real: the figures on real pictures only."""
+    from core.wiring import Parts
     from training.evaluate_real import evaluate_real, real_report_lines
-    from patrol.wiring import Parts
     from training.real_set import RealSetError
     from vision.detector import DetectorError
 
@@ -610,8 +609,8 @@ def cmd_real_set(args) -> int:
 
 def _bench_capacity(args) -> int:
     """bench capacity / bench soak: sources per machine in real time, against ultralytics."""
-    from bench.capacity import CapacityBench, as_text, options_from_args, report_json
     from bench.camera_media import MediaError
+    from bench.capacity import CapacityBench, as_text, options_from_args, report_json
     from bench.simulate import SimulationError
 
     if args.what == "soak" and not args.sources:
@@ -646,8 +645,8 @@ def _bench_capacity(args) -> int:
 
 def _bench_decode(args) -> int:
     """bench decode: what a key frame and an average frame of each camera-cost stream cost."""
-    from bench.capacity import decode_costs
     from bench.camera_media import MediaError
+    from bench.capacity import decode_costs
     from bench.simulate import CITY_MIX, CitySimulation, SimulationError, plan, progress_printer
 
     try:
@@ -740,22 +739,11 @@ def cmd_simulate(args) -> int:
         served.close()
 
 
-def trainable_weights(weights: Path) -> Path:
-    """The PyTorch weights behind a deployed model: an ONNX file or OpenVINO folder cannot be
-    fine-tuned, so `models/patrol-v13_openvino_model` trains from `models/patrol-v13.pt` beside it."""
-    weights = Path(weights)
-    if weights.suffix == ".pt":
-        return weights
-    stem = weights.name.removesuffix("_openvino_model") if weights.is_dir() else weights.stem
-    pt = weights.parent / f"{stem}.pt"
-    return pt if pt.exists() else weights
-
-
 def cmd_train(args) -> int:
     if problem := _training_extra_missing("train"):
         return _fail(problem)
     from training.train import (DataError, check_classes, generate_dataset, read_data_yaml, resume_problem,
-                                 run_metrics, train, weights_classes)
+                                 run_metrics, train, trainable_weights, weights_classes)
 
     run = Path(args.project) / args.name
     last = run / "weights" / "last.pt"
@@ -858,7 +846,7 @@ def cmd_train(args) -> int:
 
 def cmd_export_dataset(args) -> int:
     from cases.training_export import ExportError, export_dataset
-    from patrol.wiring import Parts
+    from core.wiring import Parts
     from training.train import DataError, weights_classes
 
     settings = _settings(args)

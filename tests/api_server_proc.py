@@ -14,8 +14,8 @@ import threading
 import uvicorn
 
 from api.app import create_app
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 
 
 def main() -> None:

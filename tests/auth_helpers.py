@@ -32,7 +32,7 @@ def _fast(parts) -> Accounts:
 
 
 def make_user(parts, name: str, role: str, password: str = PASSWORD):
-    """A user in the database of ``parts`` (a patrol.wiring.Parts); returns its UserView."""
+    """A user in the database of ``parts`` (a core.wiring.Parts); returns its UserView."""
     return _fast(parts).add_user(name, role, password, by="tests")
 
 

@@ -19,8 +19,8 @@ import signal
 import threading
 import time
 
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from workers.bus import Bus
 from workers.case_builder import CaseBuilderService
 

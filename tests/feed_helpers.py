@@ -7,8 +7,8 @@ import uuid
 
 import numpy as np
 
-from patrol.settings import CaseSettings, Settings
-from patrol.wiring import Parts
+from core.settings import CaseSettings, Settings
+from core.wiring import Parts
 from vision.events import Event
 from vision.evidence import draw_snapshot
 

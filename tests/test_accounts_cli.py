@@ -105,9 +105,9 @@ def test_with_nothing_configured_the_demos_database_is_used_and_named(tmp_path, 
     from fastapi.testclient import TestClient
 
     from api.app import create_app
+    from core.settings import Settings
+    from core.wiring import Parts
     from patrol import accounts_cli, cli
-    from patrol.settings import Settings
-    from patrol.wiring import Parts
 
     default, demo = tmp_path / "var", tmp_path / "var" / "demo"
     monkeypatch.setattr(accounts_cli, "DEFAULT_DATA_DIR", default)
@@ -144,9 +144,9 @@ def test_the_demos_restart_hint_runs_as_printed_without_a_venv(tmp_path, monkeyp
     whose PATH has no venv."""
     from types import SimpleNamespace
 
+    from core.settings import Settings
+    from core.wiring import Parts
     from patrol import cli
-    from patrol.settings import Settings
-    from patrol.wiring import Parts
 
     data_dir = tmp_path / "demo data"
     parts = Parts(Settings(data_dir=data_dir))

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from auth_helpers import client_as
 from db_fixtures import db_url  # noqa: F401  (fixture)
-from patrol.settings import CaseSettings, Settings
-from patrol.wiring import Parts
+from core.settings import CaseSettings, Settings
+from core.wiring import Parts
 from streams.sources import load_registry
 from vision.events import Event
 from vision.evidence import draw_snapshot

@@ -18,8 +18,8 @@ from cases import audit
 from cases.accounts import (DEFAULT_KDF, AccountError, AccountNotFound, Accounts, Scrypt, Unauthenticated,
                             verify_password)
 from db_fixtures import db_url  # noqa: F401  (fixture)
-from patrol.settings import AuthSettings, CaseSettings, Settings
-from patrol.wiring import Parts
+from core.settings import AuthSettings, CaseSettings, Settings
+from core.wiring import Parts
 from streams.sources import load_registry
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.capacity import decode_costs, judge, rss_slope, summarize_profile
-from patrol.settings import Settings
+from core.settings import Settings
 from tests.media_servers import require_ffmpeg
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,8 +21,8 @@ from api.app import create_app
 from api.routers import review
 from auth_helpers import bearer, client_as, make_user
 from db_fixtures import db_url  # noqa: F401  (fixture)
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from streams.sources import load_registry
 from vision.events import Event
 from vision.evidence import draw_snapshot, make_clip, thumbnail
@@ -300,7 +300,7 @@ def test_case_detail_shows_the_721_hint_and_the_place_history(analyst, drafts, p
 
 
 def test_the_maps_draw_the_citys_basemap_when_one_is_set(db_url, tmp_path):
-    from patrol.settings import UiSettings
+    from core.settings import UiSettings
 
     url = "https://tiles.city.example/{z}/{x}/{y}.png"
     p = Parts(Settings(data_dir=tmp_path / "data", ui=UiSettings(map_tiles_url=url)), db_url=db_url)

@@ -25,9 +25,9 @@ import yaml
 from auth_helpers import make_user
 from cases.signing import verify_signature
 from feed_helpers import SECRET
-from patrol.analyze import analyze_video, load_zones
-from patrol.settings import load_settings
-from patrol.wiring import Parts
+from core.analyze import analyze_video, load_zones
+from core.settings import load_settings
+from core.wiring import Parts
 from streams.frame import GeoPoint
 from streams.placement import View
 from streams.sources import load_registry

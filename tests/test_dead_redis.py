@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from auth_helpers import headers_for
-from patrol.settings import Settings, UploadSettings
-from patrol.wiring import Parts
+from core.settings import Settings, UploadSettings
+from core.wiring import Parts
 from test_bus import wait_for
 from vision.events import Event
 from workers.bus import EVENTS, Bus, EmbeddedRedis

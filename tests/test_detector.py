@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from streams.reader import iter_file_samples
-from vision.detector import DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, Detector, DetectorError, model_version
 from vision.classes import CLASSES
+from vision.detector import DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, Detector, DetectorError, model_version
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = MODELS / f"{DEFAULT_MODEL}.pt"  # the trained weights; the runtimes' exports sit beside them
@@ -78,7 +78,7 @@ def test_the_committed_exports_detect_what_the_pytorch_weights_detect(export):
 
 @needs_model
 def test_the_default_weights_are_the_openvino_export():
-    from patrol.settings import Settings
+    from core.settings import Settings
     from vision.detector import DEFAULT_WEIGHTS
 
     assert Settings().model.weights == DEFAULT_WEIGHTS == OPENVINO

@@ -100,9 +100,9 @@ def test_an_event_on_a_photo_without_a_violation_is_counted_as_a_false_alarm():
     import av
     import pytest
 
+    from core.settings import Settings
+    from core.wiring import Parts
     from training.evaluate import evaluate_photos
-    from patrol.settings import Settings
-    from patrol.wiring import Parts
     from vision.detector import DEFAULT_WEIGHTS
 
     if not DEFAULT_WEIGHTS.exists():
@@ -118,8 +118,8 @@ def test_an_event_on_a_photo_without_a_violation_is_counted_as_a_false_alarm():
 
 
 def test_the_report_names_probe_pictures_that_are_not_installed(tmp_path, monkeypatch):
-    from training.evaluate import write_report
     from training import photos
+    from training.evaluate import write_report
 
     monkeypatch.setattr(photos, "EXTRA_PROBES", (("opencv-doc", "/nonexistent/opencv-doc/leuvenA.jpg"),))
     assert photos.missing_probes()[-1:] == ["leuvenA.jpg"]
@@ -151,9 +151,9 @@ def test_a_development_set_of_clips_has_its_own_folder_and_never_the_held_out_se
 def test_only_the_clips_asked_for_are_scored_not_all_the_folder_holds(tmp_path):
     """patrol eval renders into a folder kept between runs: a run asking for one clip scores
     one, though the folder holds two (short clips, the real default model)."""
+    from core.settings import Settings
+    from core.wiring import Parts
     from training.evaluate import evaluate_videos, make_heldout_videos
-    from patrol.settings import Settings
-    from patrol.wiring import Parts
 
     names = make_heldout_videos(tmp_path, 2, seed=80_000, seconds=2.0, kind="drone")
     parts = Parts(Settings())

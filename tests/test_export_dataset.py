@@ -21,17 +21,18 @@ import yaml
 from sqlalchemy.orm import Session
 
 from cases import clean_frames
-from patrol.cli import main, trainable_weights
-from patrol.settings import load_settings
-from patrol.wiring import Parts
+from core.settings import load_settings
+from core.wiring import Parts
+from patrol.cli import main
 from streams.frame import Frame
 from streams.grab import Grab
 from streams.sources import Source
+from training.synth import labelled_image
+from training.train import trainable_weights
+from vision.classes import CLASSES
 from vision.detections import Detections
 from vision.events import Event
 from vision.rules import DEFAULT_RULES, SourceRules
-from vision.classes import CLASSES
-from training.synth import labelled_image
 from workers.main_grab import MainStreamEvidence
 
 W, H = 320, 192  # the samples the rules see

@@ -33,10 +33,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import media_servers
-from patrol.settings import Settings
+from core.settings import Settings
 from test_bus import private_redis_db, redis_unreachable, wait_for
 from test_worker import NoDetections, running
-from patrol.wiring import Parts
+from core.wiring import Parts
 from streams.sources import SamplingPolicy, Source, load_registry
 from vision.events import Event
 from vision.pipeline import Pipeline
@@ -510,7 +510,7 @@ def test_a_40_source_city_survives_a_killed_worker_without_losing_or_duplicating
 def test_a_restart_after_approval_makes_no_new_draft(tmp_path, shared_redis_url, city_clips):
     """A stall approved, then kept in view for longer than the cooldown, then the worker
     restarted (new event ids): the sightings join the approved case as still there."""
-    from patrol.settings import CaseSettings
+    from core.settings import CaseSettings
 
     zones = yaml.safe_load((REPO / "sample_videos" / "fixed_street_vending.zones.yaml").read_text())["zones"]
     [src] = load_registry_from([{"id": "cam-stall", "kind": "fixed", "url": str(city_clips["fixed_street_vending"]),

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from cases import disk
-from patrol.settings import CaseSettings, RetentionSettings, Settings
-from patrol.wiring import Parts
+from core.settings import CaseSettings, RetentionSettings, Settings
+from core.wiring import Parts
 from test_bus import T0, bus, jpeg, make_event, redis_url, wait_for  # noqa: F401  (fixtures)
 from workers.bus import DEAD_EVENTS, MAX_DELIVERIES
 from workers.case_builder import CaseBuilderService

@@ -80,9 +80,9 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from streams.reader import iter_file_samples  # noqa: E402
-from vision.gate import MovingGate  # noqa: E402
 from training.synth import street_background, topdown_background  # noqa: E402
 from training.synth_video import Clip, on_ground, render  # noqa: E402
+from vision.gate import MovingGate  # noqa: E402
 
 W, H = 480, 270
 SECONDS = 20

@@ -156,7 +156,7 @@ def test_unreadable_grid_files(tmp_path):
 
 def test_a_basemap_is_fetched_only_when_the_city_serves_one_and_its_tiles_cover_the_map(grid, tmp_path):
     from api.gridmap import _tile_corner, grid_map, tiles
-    from patrol.settings import load_settings
+    from core.settings import load_settings
     from streams.sources import ConfigError
 
     gm = grid_map(grid, 30.6000, 114.3000, grid.cell_at(30.6000, 114.3000))

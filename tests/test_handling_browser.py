@@ -15,8 +15,8 @@ from api.app import create_app
 from auth_helpers import make_user
 from cases.place_history import approve
 from feed_helpers import T0, make_event
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from streams.sources import load_registry
 from webhook_receiver import free_port
 

@@ -22,8 +22,8 @@ import pytest
 
 from cases.builder import CaseBuilder
 from cases.store import Store
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from test_bus import T0, bus, jpeg, make_event, redis_url, wait_for  # noqa: F401  (fixtures)
 from vision.events import Event
 from workers.bus import DEAD_EVENTS, EVENTS, MAX_DELIVERIES

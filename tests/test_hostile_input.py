@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from auth_helpers import FAST_KDF, headers_for, session_token
 from cases.accounts import Accounts
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from streams.sources import load_registry
 from test_bus import private_redis_db, redis_unreachable
 from test_console_api import EAST_GATE, T0, event

@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from auth_helpers import make_user, session_token
 from cases.audit import AuditEntry
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from test_upload_api import live_server
 from webhook_receiver import free_port
 

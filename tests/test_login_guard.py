@@ -11,8 +11,8 @@ from api.app import create_app
 from auth_helpers import FAST_KDF, PASSWORD, make_user
 from cases.accounts import Accounts
 from cases.audit import AuditEntry
-from patrol.settings import AuthSettings, Settings
-from patrol.wiring import Parts
+from core.settings import AuthSettings, Settings
+from core.wiring import Parts
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from auth_helpers import client_as
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from streams.sources import load_registry
 from workers.bus import Bus, EmbeddedRedis
 

@@ -21,8 +21,8 @@ import uvicorn
 from api.app import create_app
 from auth_helpers import PASSWORD, make_user
 from cases.store import CHINA_TZ
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from streams.sources import load_registry
 from test_bus import private_redis_db, redis_unreachable, wait_for
 from test_console_api import EAST_GATE, T0, XINHUA, event

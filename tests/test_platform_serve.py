@@ -18,8 +18,8 @@ import yaml
 
 from auth_helpers import bearer, make_user, token_headers
 from feed_helpers import PUBLIC_URL, SECRET, make_drafts
-from patrol.settings import load_settings
-from patrol.wiring import Parts
+from core.settings import load_settings
+from core.wiring import Parts
 from webhook_receiver import Receiver, free_port
 
 ROOT = Path(__file__).resolve().parents[1]

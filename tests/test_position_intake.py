@@ -20,8 +20,8 @@ import media_servers
 from api.app import create_app
 from auth_helpers import token_headers
 from cases.grid import GridIndex
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from streams.crs import gcj02_to_bd09, wgs84_to_gcj02
 from streams.frame import GeoPoint
 from streams.geo import ahead, metres

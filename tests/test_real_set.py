@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import ROOT, load_settings
+from core.wiring import Parts
 from training.evaluate_real import evaluate_real, judge_picture
-from patrol.settings import ROOT, load_settings
-from patrol.wiring import Parts
 from training.labelcheck import main as labelcheck
 from training.real_set import COLUMNS, RealSetError, fetch, load_manifest
 

@@ -18,8 +18,8 @@ from cases import retention
 from cases.builder import CaseBuilder
 from cases.retention import Policy
 from db_fixtures import db_url, store, taxonomy  # noqa: F401  (fixtures)
-from patrol.settings import CaseSettings, RetentionSettings, Settings
-from patrol.wiring import Parts
+from core.settings import CaseSettings, RetentionSettings, Settings
+from core.wiring import Parts
 from test_builder import T0, ev
 
 KB = 10_000  # every picture here is this big

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from bench.review_loop import _half, footage, reject_through_api
-from patrol.settings import ROOT, load_settings
-from patrol.wiring import Parts
+from core.settings import ROOT, load_settings
+from core.wiring import Parts
 from training.real_set import COLUMNS, fetch
 
 VIDEO = ROOT / "sample_videos" / "fixed_street_vending.mp4"
@@ -69,7 +69,7 @@ def test_footage_becomes_clips_halved_by_scene(loop_set, tmp_path):
 
 
 def test_an_analyst_rejects_cases_through_the_api(tmp_path):
-    from patrol.analyze import analyze_video
+    from core.analyze import analyze_video
 
     parts = Parts(load_settings(None)).fork(f"sqlite:///{tmp_path / 'cases.db'}", tmp_path / "evidence")
     result = analyze_video(parts, VIDEO, kind="fixed")

@@ -26,8 +26,8 @@ from api.app import create_app
 from api.pages import PAGES
 from auth_helpers import headers_for
 from db_fixtures import db_url  # noqa: F401  (fixture)
-from patrol.settings import CaseSettings, Settings
-from patrol.wiring import Parts
+from core.settings import CaseSettings, Settings
+from core.wiring import Parts
 from streams.sources import load_registry
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"

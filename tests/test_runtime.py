@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from tests.test_detector import MODEL, ONNX, OPENVINO, frame_at, needs_model
+from vision.classes import CLASSES
 from vision.detector import Detector, exported_names
 from vision.runtime import letterbox, nms, to_batch
-from vision.classes import CLASSES
 
 
 def _pictures() -> list[list[np.ndarray]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from patrol.settings import load_settings
+from core.settings import load_settings
 from streams.sources import ConfigError
 
 SETTINGS_YAML = {

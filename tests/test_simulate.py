@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from bench.camera_media import PROFILES, measure, prepare
-from streams.live import LiveReader
-from streams.reader import probe
 from bench.simulate import (CITY_MIX, CitySimulation, SimulationError, plan, rtmp_unavailable, rtsp_unavailable,
                               scaled_mix)
+from streams.live import LiveReader
+from streams.reader import probe
 from streams.sources import load_registry, parse_registry
 from tests.media_servers import require_ffmpeg
 

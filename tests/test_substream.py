@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 import media_servers
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from bench.simulate import RtspServed, SimSource
+from core.settings import Settings
+from core.wiring import Parts
 from streams.grab import grab_frame
 from streams.reader import SourceError
-from bench.simulate import RtspServed, SimSource
 from streams.sources import SamplingPolicy, Source, Zone
 from test_bus import wait_for
 from test_worker import MODEL, bus, running  # noqa: F401  (bus: fixture)

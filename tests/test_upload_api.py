@@ -26,9 +26,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from auth_helpers import headers_for
 from db_fixtures import db_url  # noqa: F401  (fixture)
-from patrol.analyze import analyze_video
-from patrol.settings import Settings, UploadSettings
-from patrol.wiring import Parts
+from core.analyze import analyze_video
+from core.settings import Settings, UploadSettings
+from core.wiring import Parts
 from streams.telemetry import TelemetrySample, parse_srt, write_srt
 from test_bus import private_redis_db, redis_unreachable, wait_for
 from workers.bus import Bus, EmbeddedRedis

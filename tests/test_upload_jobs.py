@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from cases.store import CHINA_TZ, CaseEvent, Store
-from patrol.analyze import analyze_video
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.analyze import analyze_video
+from core.settings import Settings
+from core.wiring import Parts
 from streams.telemetry import parse_srt
 from streams.uploads import validate_video
 from test_bus import redis_url, wait_for  # noqa: F401  (fixture)

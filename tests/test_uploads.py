@@ -338,7 +338,7 @@ def test_an_uploaded_flights_cases_name_the_file_the_pilot_and_the_flight_time(t
 
     from cases.flights import FlightView
     from cases.taxonomy import Taxonomy
-    from patrol.settings import CaseSettings
+    from core.settings import CaseSettings
     from workers.uploads import flight_seen_by
 
     flight = FlightView.model_validate({

@@ -20,7 +20,7 @@ from cases.signing import sign, verify_signature
 from cases.store import utcnow
 from db_fixtures import db_url  # noqa: F401  (fixture)
 from feed_helpers import PUBLIC_URL, SECRET, make_drafts, make_parts
-from patrol.settings import load_settings
+from core.settings import load_settings
 from streams.sources import ConfigError
 from webhook_receiver import Receiver
 from workers.webhooks import Backoff, Endpoint, WebhookDelivery

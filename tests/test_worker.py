@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import media_servers
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.settings import Settings
+from core.wiring import Parts
 from streams.sources import SamplingPolicy, Source
 from test_bus import private_redis_db, redis_unreachable, wait_for
 from vision.detections import Detections

@@ -17,9 +17,9 @@ import signal
 import threading
 import time
 
-from patrol.analyze import analyze_video
-from patrol.settings import Settings
-from patrol.wiring import Parts
+from core.analyze import analyze_video
+from core.settings import Settings
+from core.wiring import Parts
 from workers.bus import Bus
 from workers.uploads import UploadQueue, UploadWorker
 

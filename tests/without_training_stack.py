@@ -16,8 +16,8 @@ from pathlib import Path
 
 # what `.[train]` adds over `pip install .` (scipy comes with scikit-image)
 TRAINING_STACK = ("torch", "torchvision", "ultralytics", "onnx", "skimage", "matplotlib", "scipy")
-RUNTIME_PACKAGES = ("patrol", "api", "workers", "cases", "vision", "streams")
-NEEDS_SYSTEM = {"streams.rtsp_serve"}  # GStreamer's Python bindings (Debian's python3-gi), not a pip package
+RUNTIME_PACKAGES = ("patrol", "api", "workers", "core", "cases", "vision", "streams", "training", "bench")
+NEEDS_SYSTEM = {"bench.rtsp_serve"}  # GStreamer's Python bindings (Debian's python3-gi), not a pip package
 
 
 class NotInstalled(importlib.abc.MetaPathFinder):

@@ -17,8 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from patrol.analyze import analyze_video, load_zones
-from patrol.wiring import Parts
+from core.analyze import analyze_video, load_zones
+from core.wiring import Parts
 from vision.classes import CLASS_ID, CLASSES
 
 DUST = CLASS_ID["dust"]
@@ -273,8 +273,8 @@ def plumes_by_view(weights: Path, dataset: Path, imgsz: int, recipe: int) -> dic
     stage 8 was built on this split (plumes on photographs were found far less often)."""
     import cv2
 
-    from vision.detector import Detector
     from training.synth import PHOTO_VIEWS, view_of
+    from vision.detector import Detector
 
     # NMS at ultralytics' own IoU (0.7), as for the box metrics, not the patrol's 0.5
     detector = Detector(weights, imgsz=imgsz, conf=PLUME_FOUND_CONF, iou=0.7)

@@ -20,12 +20,12 @@ from typing import Callable
 
 import cv2
 
-from training.evaluate import _iou
-from patrol.wiring import Parts
+from core.wiring import Parts
 from streams.frame import Frame
+from training.evaluate import _iou
 from training.real_set import MANIFEST, RealPicture, label_rows, labels_of, load_manifest
-from vision.rules import EventRule
 from vision.classes import CLASSES
+from vision.rules import EventRule
 
 # A detection answers a labelled box when they overlap at least this much (IoU), or when the
 # detection's centre lies in the box: a real plume or hoarding has no one right extent.

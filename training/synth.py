@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from training import photos
-from vision.classes import CLASS_ID, CLASSES
 from training.visibility import LIGHTING_CONTRAST, VisibleLabels, blend, mask_box
+from vision.classes import CLASS_ID, CLASSES
 
 Sprite = tuple[np.ndarray, np.ndarray]  # (bgr uint8 HxWx3, alpha float32 HxW in 0..1)
 

@@ -18,12 +18,23 @@ from pathlib import Path
 import cv2
 import yaml
 
-from vision.classes import CLASSES
 from training.synth import cloud_labels, labelled_image
+from vision.classes import CLASSES
 
 # Nothing may be fetched at run time: keep ultralytics from looking for fonts,
 # pretrained weights or updates.
 os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+def trainable_weights(weights: Path) -> Path:
+    """The PyTorch weights behind a deployed model: an ONNX file or OpenVINO folder cannot be
+    fine-tuned, so `models/patrol-v13_openvino_model` trains from `models/patrol-v13.pt` beside it."""
+    weights = Path(weights)
+    if weights.suffix == ".pt":
+        return weights
+    stem = weights.name.removesuffix("_openvino_model") if weights.is_dir() else weights.stem
+    pt = weights.parent / f"{stem}.pt"
+    return pt if pt.exists() else weights
 
 
 def _write_one(args) -> int:

@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError
 
 from cases.flights import FlightError, FlightView
 from cases.store import CHINA_TZ
+from core.analyze import analyze_video
 from streams.frame import GeoPoint
 from streams.reader import SourceError
 from streams.telemetry import TelemetryError, parse_srt
@@ -236,13 +237,13 @@ class _KeepAlive:
 class UploadWorker:
     """Consumes upload jobs until stopped: one job at a time, each a whole flight.
 
-    ``parts`` (patrol.wiring.Parts) should be this worker's own, with its own
+    ``parts`` (core.wiring.Parts) should be this worker's own, with its own
     detector: ultralytics models are not to be shared between threads, and a
-    patrol worker may run beside it. ``analyze`` is ``patrol.analyze.analyze_video``,
-    handed down by the face that wires the worker (workers/ sits below patrol/).
+    patrol worker may run beside it. ``analyze`` is the offline analysis
+    (``core.analyze.analyze_video``) unless a caller hands another.
     """
 
-    def __init__(self, queue: UploadQueue, parts, analyze: Callable, consumer: str | None = None,
+    def __init__(self, queue: UploadQueue, parts, analyze: Callable = analyze_video, consumer: str | None = None,
                  claim_idle_ms: int = 60_000, reclaim_every_s: float | None = None):
         self.queue = queue
         self.parts = parts

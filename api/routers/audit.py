@@ -7,11 +7,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy.orm import Session
 
 from api.auth import Principal, require
-from api.params import RowId
 from api.deps import parts as get_parts
+from api.params import RowId
 from cases import audit, outbox
 from cases.cursor import CursorError
-from patrol.wiring import Parts
+from core.wiring import Parts
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 admin = require("admin")

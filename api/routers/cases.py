@@ -9,12 +9,12 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.auth import Principal, require
-from api.params import Body, Moment, Offset, RowId
 from api.deps import parts as get_parts
+from api.params import Body, Moment, Offset, RowId
 from cases import place_history, retention
 from cases.store import CaseError, CaseNotFound, CasePage, DraftCaseView, ReviewActionView
 from cases.taxonomy import TaxonomyError
-from patrol.wiring import Parts
+from core.wiring import Parts
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 analyst = require("analyst")  # and admin (api/auth.py)

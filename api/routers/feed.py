@@ -14,7 +14,7 @@ from cases import feed
 from cases.cursor import CursorError
 from cases.platform import CaseFeedPage, EventFeedPage, case_page, event_page
 from cases.store import DraftCase
-from patrol.wiring import Parts
+from core.wiring import Parts
 
 router = APIRouter(prefix="/api/v1", tags=["platform"])
 platform = require("platform", "admin")

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from api.auth import require
 from api.deps import bus as get_bus, parts as get_parts, registry as get_registry
-from patrol.wiring import Parts
+from core.wiring import Parts
 from streams.position_reports import CityArea, Intake, PositionBatch, PositionIn, parse_mobile_position
 from streams.positions import MAX_SPEED_MPS, Fix, FixTrack
 

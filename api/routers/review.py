@@ -19,11 +19,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, require
-from api.params import RowId, SqlInt
 from api.deps import parts as get_parts
+from api.params import RowId, SqlInt
 from api.routers.cases import Actor, CaseOut, EvidenceRemovedOut, _case_or_404, _review, gone
 from cases import evidence_index, retention
-from patrol.wiring import Parts
+from core.wiring import Parts
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 analyst = require("analyst")

@@ -15,18 +15,18 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api.auth import Principal, require, require_page
-from api.params import RowId, in_range
-from api.deps import bus as get_bus, parts as get_parts, registry as get_registry
 from api import pages
+from api.auth import Principal, require, require_page
+from api.deps import bus as get_bus, parts as get_parts, registry as get_registry
 from api.gridmap import camera, grid_map, tiles
+from api.params import RowId, in_range
 from api.routers.sources import list_sources
 from cases import evidence_index, place_history, retention
 from cases.handling import HANDLING_NAMES_ZH, HANDLINGS
 from cases.store import ORDERS, REJECT_REASONS, STATUSES
-from patrol.wiring import Parts
-from streams.frame import is_wall_clock
+from core.wiring import Parts
 from streams.city import CITY_TZ
+from streams.frame import is_wall_clock
 
 router = APIRouter(include_in_schema=False)
 UI = Path(__file__).resolve().parents[1] / "ui"

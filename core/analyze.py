@@ -12,11 +12,11 @@ from typing import Callable
 from pydantic import ValidationError
 
 from cases.store import DraftCaseView
-from patrol.wiring import Parts
+from core.wiring import Parts
 from streams.frame import GeoPoint
+from streams.placement import DEFAULT_MAX_FIX_AGE_S, Positions, SrtPositions, View, place_sample, recorded_track
 from streams.reader import SourceError, iter_file_samples, probe
 from streams.sources import DEFAULT_INTERVAL_S, ConfigError, Zone, read_yaml
-from streams.placement import DEFAULT_MAX_FIX_AGE_S, Positions, SrtPositions, View, place_sample, recorded_track
 from streams.telemetry import parse_srt
 from streams.tracks import TrackError, align, read_track
 from vision.events import EventState

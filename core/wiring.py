@@ -8,7 +8,7 @@ from cases.evidence_store import EvidenceStore
 from cases.grid import GridIndex
 from cases.store import Store
 from cases.taxonomy import Taxonomy
-from patrol.settings import Settings
+from core.settings import Settings
 from vision.rules import default_rules
 
 
