@@ -18,6 +18,7 @@ from pathlib import Path
 TRAINING_STACK = ("torch", "torchvision", "ultralytics", "onnx", "skimage", "matplotlib", "scipy")
 RUNTIME_PACKAGES = ("patrol", "api", "workers", "core", "cases", "vision", "streams", "training", "bench")
 NEEDS_SYSTEM = {"bench.rtsp_serve"}  # GStreamer's Python bindings (Debian's python3-gi), not a pip package
+ALEMBIC_SCRIPTS = {"cases.migrations.env"}  # run by Alembic inside its migration context (patrol db upgrade)
 
 
 class NotInstalled(importlib.abc.MetaPathFinder):
@@ -35,7 +36,7 @@ def import_runtime() -> int:
     for top in RUNTIME_PACKAGES:
         package = importlib.import_module(top)
         for module in pkgutil.walk_packages(package.__path__, top + "."):
-            if module.name in NEEDS_SYSTEM:
+            if module.name in NEEDS_SYSTEM | ALEMBIC_SCRIPTS:
                 continue
             try:
                 importlib.import_module(module.name)
