@@ -15,9 +15,11 @@ from pathlib import Path
 
 from core.settings import DEMO_DATA_DIR, ROOT, Settings, load_settings
 from streams.sources import ConfigError
+from training.recipes import DEFAULT_RECIPE, RECIPES  # plain data: no OpenCV at start-up
 
-# training.synth.RECIPES' keys, written out so that the CLI starts without importing OpenCV
-RECIPE_NUMBERS = list(range(1, 14))
+RECIPE_NUMBERS = sorted(RECIPES)
+# The recipe of the held-out images that models are compared on (``patrol eval``).
+HELDOUT_RECIPE = 5
 
 # What the training extra (pip install '.[train]') brings; the runtime commands never import them.
 TRAINING_PACKAGES = frozenset({"torch", "torchvision", "ultralytics", "onnx", "skimage", "matplotlib", "psutil"})
@@ -979,10 +981,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--work-dir", default=str(ROOT / "var" / "heldout"), help="where held-out data is rendered (kept)")
     ev.add_argument("--regenerate", action="store_true", help="render the held-out images again")
     ev.add_argument("--plume-labels", choices=["cloud", "each"], default="cloud",
-                    help="held-out ground truth for plumes: one box per cloud of touching plumes (default, "
-                         "from stage 12 on) or one per plume, as stages 1-11 were scored")
-    ev.add_argument("--recipe", type=int, choices=RECIPE_NUMBERS, default=5,
-                    help="data recipe of the held-out images (the default model's: 5)")
+                    help="held-out ground truth for plumes: one box per cloud of plumes that overlap or touch "
+                         "(default) or one box per plume")
+    ev.add_argument("--recipe", type=int, choices=RECIPE_NUMBERS, default=HELDOUT_RECIPE,
+                    help="data recipe (training/recipes.py) of the held-out images: which views, photographs and "
+                         f"labels they get (default: {HELDOUT_RECIPE}, the held-out set models are compared on)")
     ev.add_argument("--skip-boxes", action="store_true")
     ev.add_argument("--skip-events", action="store_true")
     ev.add_argument("--skip-photos", action="store_true", help="skip the held-out real photographs (false alarms)")
@@ -1075,8 +1078,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--generate", type=int, metavar="N", help="render N synthetic training images and train from scratch")
     t.add_argument("--val", type=int, default=300, help="validation images to render with --generate")
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--recipe", type=int, choices=RECIPE_NUMBERS, default=13,
-                   help="data recipe of training.synth.RECIPES (default: the default model's, 13)")
+    t.add_argument("--recipe", type=int, choices=RECIPE_NUMBERS, default=DEFAULT_RECIPE,
+                   help="data recipe (training/recipes.py) of the rendered pictures: which views, photographs and "
+                        f"labels they get (default: {DEFAULT_RECIPE}, the default model's)")
     t.add_argument("--dataset-dir", default=str(ROOT / "data" / "synth"))
     t.add_argument("--weights", help="starting point: a .pt to fine-tune, or a model .yaml to train from scratch")
     t.add_argument("--pretrained", metavar="FILE",

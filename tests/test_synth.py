@@ -1,9 +1,12 @@
 """The renderer's labels: reproducible from a seed, and only what a camera would see."""
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
 
 from training import photos
+from training.recipes import RECIPES
 from training.synth import CLASS_ID, labelled_image, sprite_dust, thicken
 from training.visibility import LIGHTING_CONTRAST, VisibleLabels
 
@@ -101,8 +104,7 @@ def test_plumes_seen_as_one_cloud_get_one_box_with_cloud_labels():
 
 def test_cloud_labels_change_only_the_labels_of_touching_plumes():
     """The picture is the same either way; recipe 13 labels by cloud, the recipes before it by plume."""
-    from training.synth import CLOUD_LABELS_FROM, RECIPES
-    assert RECIPES[CLOUD_LABELS_FROM] == RECIPES[12]
+    assert RECIPES[13] == replace(RECIPES[12], cloud_labels=True)
     merged = 0
     for s in range(60):
         each = labelled_image(900 + s, recipe=12, view="dust_photo")
@@ -173,8 +175,7 @@ def test_recipe_five_sees_the_ground_from_higher_up_than_recipe_four():
 
 
 def test_recipe_six_holds_out_recipe_fives_pictures_byte_for_byte():
-    """Recipe 6 only widens the training photographs, so stage 6 is judged on the same
-    held-out pictures as stage 5."""
+    """Recipe 6 only widens the training photographs, so its held-out pictures are recipe 5's."""
     for s in range(12):
         five, six = labelled_image(900 + s, recipe=5, heldout=True), labelled_image(900 + s, recipe=6, heldout=True)
         assert np.array_equal(five.image, six.image) and five.boxes == six.boxes
@@ -268,9 +269,8 @@ def test_a_large_wallpaper_is_kept_at_a_working_size():
 
 
 def test_recipe_eight_shows_the_drone_more_often_and_more_of_its_sites_with_dust():
-    from training.synth import RECIPES
     drone = ("topdown", "topdown_high", "site_from_above")
-    share = lambda r: sum(v in drone for v in RECIPES[r]) / len(RECIPES[r])  # noqa: E731
+    share = lambda r: sum(v in drone for v in RECIPES[r].views) / len(RECIPES[r].views)  # noqa: E731
     assert share(8) > 1.5 * share(7)
     with_dust = {r: sum(any(b[0] == DUST for b in labelled_image(600 + s, recipe=r, view="site_from_above").boxes)
                         for s in range(60)) for r in (7, 8)}
@@ -278,7 +278,7 @@ def test_recipe_eight_shows_the_drone_more_often_and_more_of_its_sites_with_dust
 
 
 def test_only_recipe_eight_draws_more_plumes_on_building_sites():
-    """Recipes 5-7 render a site from above byte for byte as before (stages are compared on
+    """Recipes 5-7 render a site from above byte for byte alike (models are compared on
     recipe 5's held-out pictures)."""
     import hashlib
     digest = lambda pic: (hashlib.md5(pic.image.tobytes()).hexdigest(), pic.boxes)  # noqa: E731
@@ -300,7 +300,7 @@ def test_the_view_of_a_picture_is_known_from_its_seed_alone(monkeypatch):
             seen.clear()
             labelled_image(s, recipe=recipe)
             assert bool(seen) == (synth.view_of(s, recipe) in synth.PHOTO_VIEWS)
-    assert {synth.view_of(s, 8) for s in range(60)} == set(synth.RECIPES[8])
+    assert {synth.view_of(s, 8) for s in range(60)} == set(RECIPES[8].views)
 
 
 def test_training_names_the_photographs_of_its_recipe_that_are_not_installed(monkeypatch):
@@ -360,8 +360,8 @@ def test_the_clutter_pictures_train_only_in_their_own_view_and_are_never_probes(
 
 def test_recipe_ten_shows_clutter_in_one_view_of_fifteen_half_of_it_without_objects():
     from training import synth
-    assert synth.RECIPES[10][:-1] == synth.RECIPES[9] and synth.RECIPES[10][-1] == "clutter"
-    assert "clutter" not in {v for r in range(1, 10) for v in synth.RECIPES[r]}
+    assert RECIPES[10].views[:-1] == RECIPES[9].views and RECIPES[10].views[-1] == "clutter"
+    assert "clutter" not in {v for r in range(1, 10) for v in RECIPES[r].views}
     drawn = []
     original = synth._scene_names
     with pytest.MonkeyPatch.context() as mp:
@@ -375,8 +375,8 @@ def test_recipe_ten_shows_clutter_in_one_view_of_fifteen_half_of_it_without_obje
 
 def test_recipe_eleven_shows_the_drone_dust_over_many_plain_roofs_and_nothing_else():
     from training import synth
-    assert synth.RECIPES[11][:-2] == synth.RECIPES[10] and synth.RECIPES[11][-2:] == ("dust_from_above",) * 2
-    assert "dust_from_above" not in {v for r in range(1, 11) for v in synth.RECIPES[r]}
+    assert RECIPES[11].views[:-2] == RECIPES[10].views and RECIPES[11].views[-2:] == ("dust_from_above",) * 2
+    assert "dust_from_above" not in {v for r in range(1, 11) for v in RECIPES[r].views}
     roofs = []
     original = synth.topdown_background
     with pytest.MonkeyPatch.context() as mp:
@@ -392,7 +392,7 @@ def test_recipe_twelve_adds_photographs_with_plumes_and_photographs_with_look_al
     """Recipe 12's "dust_photo" view: a training photograph with plumes on most, steam and
     other look-alikes only on the rest, and no other class."""
     from training import synth
-    assert synth.RECIPES[12][:-2] == synth.RECIPES[11] and synth.RECIPES[12][-2:] == ("dust_photo",) * 2
+    assert RECIPES[12].views[:-2] == RECIPES[11].views and RECIPES[12].views[-2:] == ("dust_photo",) * 2
     assert "dust_photo" in synth.PHOTO_VIEWS
     drawn = []
     original = synth._scene_names
@@ -422,5 +422,4 @@ def test_extra_roofs_are_plain_roofs_drawn_after_the_usual_ground():
 
 def test_the_cli_offers_every_recipe():
     from patrol.cli import RECIPE_NUMBERS
-    from training.synth import RECIPES
     assert RECIPE_NUMBERS == sorted(RECIPES)

@@ -269,8 +269,7 @@ def _dust_labels(label_file: Path, width: int, height: int, dust: int) -> list[l
 
 def plumes_by_view(weights: Path, dataset: Path, imgsz: int, recipe: int) -> dict:
     """The `dust` boxes on held-out pictures split by what is behind the plume: a real
-    photograph (the held-out ones) or a rendered view. The class's mAP hides where it fails;
-    stage 8 was built on this split (plumes on photographs were found far less often)."""
+    photograph (the held-out ones) or a rendered view: the class's mAP hides where it fails."""
     import cv2
 
     from training.synth import PHOTO_VIEWS, view_of
@@ -322,8 +321,8 @@ def write_report(result: dict, out: Path) -> Path:
         lines += [f"| {c} | {v['map50']:.3f} | {v['map50_95']:.3f} |" for c, v in b["per_class"].items()]
         if b.get("plume_labels"):
             lines += ["", "Plumes are labelled " + ("one box per cloud (plumes that overlap or touch are one)."
-                                                    if b["plume_labels"] == "cloud" else "one box per plume, as "
-                                                    "stages 1-11 were scored (`--plume-labels each`).")]
+                                                    if b["plume_labels"] == "cloud" else "one box per plume "
+                                                    "(`--plume-labels each`).")]
         if b.get("dust_by_view"):
             lines += ["", f"`dust` by what lies behind the plume (found: a box of IoU ≥ {PLUME_IOU} at confidence "
                           f"≥ {PLUME_FOUND_CONF}; false: a box at ≥ {PLUME_FALSE_CONF} on no plume):", "",

@@ -1,7 +1,7 @@
 """Real photographic material for the renderer: photos and surface textures that ship
 inside installed packages (scikit-image's sample data, ultralytics' assets, matplotlib's
-sample data; from recipe 6 on also pictures that Debian packages ship: sample pictures
-and the photographs among desktop wallpapers).
+sample data; with a recipe's ``extra_photo_sets`` also pictures that Debian packages
+ship: sample pictures and the photographs among desktop wallpapers).
 
 Pictures drawn only by code teach the detector that "real-looking" means "background":
 the first model fired on bus windows and clothing. Compositing the rendered objects onto
@@ -32,8 +32,8 @@ SCENES = (
     ("skimage", "data/motorcycle_left.png"),
     ("skimage", "data/motorcycle_right.png"),
 )
-# Photos kept out of training from recipe 4 on, so held-out pictures have backgrounds the
-# model has not learnt (indices into SCENES): zidane.jpg (two men in suits) and rocket.jpg.
+# Photos kept out of training (recipes with ``visible_labels``), so held-out pictures have
+# backgrounds the model has not learnt (indices into SCENES): zidane.jpg (two men in suits) and rocket.jpg.
 HELDOUT_SCENES = (1, 6)
 # Further installed pictures that no recipe renders from: a camera man outdoors, coins, a
 # page of text, cells, a gift box, a clock, the moon, the deep sky, a retina, a stain.
@@ -64,7 +64,7 @@ EXTRA_SCENES = tuple(("opencv-doc", _CV + f) for f in (
 # rendered views). Abstract and painted wallpapers are left out.
 _LOMIRI = "/usr/share/backgrounds/"
 _PLASMA = "/usr/share/wallpapers/"
-# (in this order: recipe 8 draws them by index; Kleiber ships in the 20.04 set, and
+# (in this order: renders draw them by index; Kleiber ships in the 20.04 set, and
 # `lomiri-wallpapers` installs both)
 WALLPAPER_SCENES = tuple(
     (f"lomiri-wallpapers-{'20.04' if f.startswith('Kleiber') else '16.04'}", _LOMIRI + f) for f in (
@@ -79,25 +79,23 @@ WALLPAPER_SCENES = tuple(
         "FallenLeaf/contents/images/1920x1080.jpg", "Grey/contents/images/1920x1080.jpg",
         "OneStandsOut/contents/images/1920x1080.jpg", "Path/contents/images/1920x1080.jpg",
         "Volna/contents/images/5120x2880.jpg", "ColorfulCups/contents/images/2560x1600.jpg"))
-# Recipe 9 on: the photographs among a third desktop package's wallpapers and scikit-learn's
+# ``extra_photo_sets`` 3: the photographs among a third desktop package's wallpapers and scikit-learn's
 # two sample pictures (``apt-get install lxqt-themes python3-sklearn``): mountains under
 # cloud, sunsets, sky, fog over a field, hills, flowers and leaves out of focus, a pagoda
 # above a lake. Sky, cloud and fog are what a plume is seen against, and what must not be
-# taken for one; on recipe 8 the held-out plumes on real photographs were still found less
-# often than on rendered views (patrol-v7: 51 of 78 against 65 of 73). In this order.
+# taken for one. In this order.
 _LXQT = "/usr/share/lxqt/wallpapers/"
 _SKLEARN = "/usr/lib/python3/dist-packages/sklearn/datasets/images/"
 OUTDOOR_SCENES = tuple(("lxqt-themes", _LXQT + f) for f in (
     "Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png", "beam.png",
     "butterfly.png", "cloud.png", "drop.png", "flowers.png", "fog.jpg", "this-is-not-windows.jpg")) + tuple(
     ("python3-sklearn", _SKLEARN + f) for f in ("china.jpg", "flower.jpg"))
-# Recipe 10 on: pictures of paper, print and packaged goods from the same OpenCV package
-# (``apt-get install opencv-doc``): pages of text (sharp, defocused, shaken), a score, a sudoku
-# grid, a chessboard held up in a room, a biscuit box, playing cards, wooden blocks, sweets, an
-# orange, a drawn fish. They are drawn in their own view (``synth``'s "clutter"), half of it
+# For recipes with the "clutter" view: pictures of paper, print and packaged goods from the
+# same OpenCV package (``apt-get install opencv-doc``): pages of text (sharp, defocused,
+# shaken), a score, a sudoku grid, a chessboard held up in a room, a biscuit box, playing
+# cards, wooden blocks, sweets, an orange, a drawn fish. They are drawn in their own view (``synth``'s "clutter"), half of it
 # with nothing pasted on, so that ruled lines are not learnt as scaffold nor printed boxes as
-# steel sheds: stage 9's false alarms on real pictures were of that kind. None of them is a
-# probe (PROBES, EXTRA_PROBES).
+# steel sheds. None of them is a probe (PROBES, EXTRA_PROBES).
 CLUTTER_SCENES = tuple(("opencv-doc", _CV + f) for f in (
     "text_defocus.jpg", "text_motion.jpg", "imageTextN.png", "imageTextR.png", "notes.png", "sudoku.png",
     "left01.jpg", "left05.jpg", "left09.jpg", "left13.jpg", "box.png", "cards.png", "blox.jpg",
@@ -144,7 +142,7 @@ def scenes(split: str = "all") -> tuple[np.ndarray, ...]:
 
 @lru_cache(maxsize=None)
 def extra_scenes() -> tuple[np.ndarray, ...]:
-    """The installed EXTRA_SCENES as BGR arrays (recipe 6 on, training only)."""
+    """The installed EXTRA_SCENES as BGR arrays (``extra_photo_sets`` 1 and up, training only)."""
     return tuple(img for img in (_read(p, r) for p, r in EXTRA_SCENES) if img is not None)
 
 
@@ -158,7 +156,7 @@ def _shrunk(img: np.ndarray | None, side: int) -> np.ndarray | None:
 @lru_cache(maxsize=None)
 def wallpaper_scenes() -> tuple[np.ndarray, ...]:
     """The installed WALLPAPER_SCENES as BGR arrays, long side at most WALLPAPER_SIDE
-    (recipe 8 on, training only)."""
+    (``extra_photo_sets`` 2 and up, training only)."""
     return tuple(img for img in (_shrunk(_read(p, r), WALLPAPER_SIDE) for p, r in WALLPAPER_SCENES)
                  if img is not None)
 
@@ -166,14 +164,14 @@ def wallpaper_scenes() -> tuple[np.ndarray, ...]:
 @lru_cache(maxsize=None)
 def outdoor_scenes() -> tuple[np.ndarray, ...]:
     """The installed OUTDOOR_SCENES as BGR arrays, long side at most WALLPAPER_SIDE
-    (recipe 9 on, training only)."""
+    (``extra_photo_sets`` 3, training only)."""
     return tuple(img for img in (_shrunk(_read(p, r), WALLPAPER_SIDE) for p, r in OUTDOOR_SCENES)
                  if img is not None)
 
 
 @lru_cache(maxsize=None)
 def clutter_scenes() -> tuple[np.ndarray, ...]:
-    """The installed CLUTTER_SCENES as BGR arrays (recipe 10 on, training only)."""
+    """The installed CLUTTER_SCENES as BGR arrays (the "clutter" view, training only)."""
     return tuple(img for img in (_read(p, r) for p, r in CLUTTER_SCENES) if img is not None)
 
 
@@ -246,7 +244,7 @@ def scene_crop(rng: np.random.Generator, w: int, h: int, split: str = "all",
 
 
 def clutter_crop(rng: np.random.Generator, w: int, h: int, split: str = "train") -> np.ndarray | None:
-    """Like :func:`scene_crop`, from CLUTTER_SCENES (recipe 10's "clutter" view). They train
+    """Like :func:`scene_crop`, from CLUTTER_SCENES (the "clutter" view). They train
     only: for held-out pictures (and when none is installed) the crop is of ``split``'s scenes."""
     pool = clutter_scenes() if split == "train" else ()
     return _crop(rng, pool, w, h) if pool else scene_crop(rng, w, h, split)

@@ -7,8 +7,10 @@ detector must find and look-alikes it must not. The same sprites feed the
 training set and the sample videos, and every picture is reproducible from a
 seed.
 
-A sprite is a BGR patch plus a float alpha mask. In recipes 1-3 its label box is
-the tight box around alpha > 0.5 (a quarter for plumes); from recipe 4 on,
+What is drawn and how it is labelled is chosen by a data recipe
+(``training.recipes.Recipe``, picked by number). A sprite is a BGR patch plus a float
+alpha mask; its label box is the tight box around alpha > 0.5 (a plume's at the recipe's
+``plume_label_opacity``), or, with the recipe's ``visible_labels``,
 ``training.visibility.VisibleLabels`` boxes only what stays visible in the finished
 picture (``Labelled.place`` chooses).
 """
@@ -20,6 +22,7 @@ import cv2
 import numpy as np
 
 from training import photos
+from training.recipes import Recipe, recipe_of
 from training.visibility import LIGHTING_CONTRAST, VisibleLabels, blend, mask_box
 from vision.classes import CLASS_ID, CLASSES
 
@@ -424,7 +427,7 @@ def street_background(rng: np.random.Generator, w: int, h: int) -> StreetScene:
 
 
 # Plain roofs seen from above (BGR): red tile, grey concrete, brown-grey (every drone view), and
-# two grey-blues (only the extra roofs of recipe 11's view).
+# two grey-blues (only the extra roofs of the "dust_from_above" view).
 ROOF_COLOURS = ((60, 60, 150), (130, 130, 130), (90, 100, 110), (150, 135, 115), (165, 150, 135))
 
 
@@ -442,9 +445,9 @@ def _flat_roof(img: np.ndarray, rng: np.random.Generator, size: tuple[float, flo
 
 
 def topdown_background(rng: np.random.Generator, w: int, h: int, extra_roofs: int = 0) -> np.ndarray:
-    """Ground seen from a drone: fields or bare lots, roads, roofs. ``extra_roofs`` (recipe
-    11) adds that many more plain roofs, some grey-blue and some with a ridge, none
-    corrugated: the permitted roofs that stages 8-10 took for steel sheds on drone clips."""
+    """Ground seen from a drone: fields or bare lots, roads, roofs. ``extra_roofs`` adds that
+    many more plain roofs, some grey-blue and some with a ridge, none corrugated: permitted
+    roofs that a detector can take for steel sheds on drone clips."""
     base = _rgb(rng, [(80, 120, 100), (100, 140, 160), (90, 110, 120), (70, 130, 90)][rng.integers(4)], 20)
     img = np.full((h, w, 3), base, np.uint8)
     img = _texture(img, rng, 22, 20)
@@ -535,7 +538,7 @@ def camera_effects(img: np.ndarray, rng: np.random.Generator, strength: float = 
 class Labelled:
     image: np.ndarray
     boxes: list[tuple[int, float, float, float, float]] = field(default_factory=list)  # class, x1, y1, x2, y2
-    labeller: VisibleLabels | None = None  # recipe 4 on: boxes of what is visible, set at the end
+    labeller: VisibleLabels | None = None  # boxes of what is visible, set at the end
 
     def too_small(self, name: str, width: int, height: int) -> bool:
         return self.labeller is not None and name in CLASS_ID and self.labeller.too_small(width, height)
@@ -543,7 +546,7 @@ class Labelled:
     def place(self, name: str, sprite: Sprite, x: int, y: int, rng: np.random.Generator, solid: float = 0.5) -> None:
         """Paste a sprite into the picture and label it (if its name is a class)."""
         if self.labeller is not None:
-            if name == "dust":  # recipe 4: clouds as dense as a site's, not only veils
+            if name == "dust":  # clouds as dense as a site's, not only veils
                 sprite = (sprite[0], thicken(sprite[1], rng.uniform(1.5, 3.0)))
             self.labeller.paste(self.image, sprite, x, y, CLASS_ID.get(name))
             return
@@ -618,7 +621,7 @@ def _compose_close(img: np.ndarray, rng: np.random.Generator, names: list[str], 
         placed.append((ground, name, sw, sh, int(rng.uniform(-0.1 * sw, w - 0.9 * sw)), int(ground - sh)))
     for ground, name, sw, sh, x, y in sorted(placed):
         sprite = render_sprite(name, rng, sw, sh)
-        if name == "dust":  # plumes are caught at every stage, thin ones included
+        if name == "dust":  # plumes at every density, thin ones included
             sprite = (sprite[0], sprite[1] * rng.uniform(0.45, 1.0))
         out.place(name, sprite, x, y, rng, solid=0.25 if name == "dust" else 0.5)
 
@@ -671,9 +674,8 @@ def _site_from_above(rng: np.random.Generator, w: int, h: int, labeller: Visible
 def _dust_from_above(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabels | None = None,
                      scales: tuple[float, float] = (6, 20)) -> Labelled:
     """Dust seen by the drone over built-up ground: many plain (permitted) roofs, a plume in
-    seven pictures of ten and passing cars, nothing else. Stages 8-10 opened false
-    illegal-construction cases on the drone's dust clips, taking grey-blue roofs under or
-    beside the plume for steel sheds; these pictures teach that such roofs are background."""
+    seven pictures of ten and passing cars, nothing else: grey-blue roofs under or beside a
+    plume are easily taken for steel sheds; these pictures teach that such roofs are background."""
     out = Labelled(topdown_background(rng, w, h, extra_roofs=int(rng.integers(3, 9))), labeller=labeller)
     px_per_m = rng.uniform(*scales) * w / 640
     names = ["dust"] * int(rng.random() < 0.7) + ["car"] * int(rng.integers(0, 3))
@@ -703,7 +705,7 @@ def _place_topdown(rng: np.random.Generator, names: list[str], px_per_m: float, 
 def _defocus(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The photograph partly or wholly out of focus, as behind a sharp subject: the depth
     of field fades along a random direction. Blurred crowds and walls are soft, low-contrast
-    and often dust-coloured, like a plume: stages 5 and 6 drew their false plume boxes there."""
+    and often dust-coloured, like a plume, so they teach what is not one."""
     h, w = img.shape[:2]
     sigma = rng.uniform(1.5, 7.0) * w / 640
     soft = cv2.GaussianBlur(img, (0, 0), sigma)
@@ -721,13 +723,12 @@ def _photo_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabe
                  more_plumes: bool = False, clutter: bool = False, plumes: bool = False) -> Labelled:
     """Objects composited onto a real photograph; a third of them with none at all, so
     the photo's own windows, clothes and furniture are learnt as background. With
-    ``defocus`` (recipe 7) half the photographs are partly out of focus and four in ten
-    carry nothing; ``more_plumes`` (recipe 9) puts plumes on a quarter of them instead of a
-    seventh. ``extra_photos`` widens the training photographs (``photos.scene_crop``).
-    ``clutter`` (recipe 10) draws a picture of paper, print or packaged goods instead
-    (``photos.clutter_crop``), half of them with nothing pasted on: hard negatives.
-    ``plumes`` (recipe 12) puts 1-3 plumes on three photographs in four and nothing but
-    look-alikes (steam among them) on the fourth."""
+    ``defocus`` half the photographs are partly out of focus and four in ten carry nothing;
+    ``more_plumes`` puts plumes on a quarter of them instead of a seventh. ``extra_photos``
+    widens the training photographs (``photos.scene_crop``). ``clutter`` draws a picture of
+    paper, print or packaged goods instead (``photos.clutter_crop``), half of them with
+    nothing pasted on: hard negatives. ``plumes`` puts 1-3 plumes on three photographs in
+    four and nothing but look-alikes (steam among them) on the fourth."""
     if clutter:
         bg = photos.clutter_crop(rng, w, h, photo_split)
     else:
@@ -754,142 +755,57 @@ def _photo_image(rng: np.random.Generator, w: int, h: int, labeller: VisibleLabe
     return out
 
 
-RECIPES = {
-    # 1: the first model's data: street views at any distance, portrait phones, drone views.
-    1: ("street", "street", "street", "portrait", "topdown"),
-    # 2: adds kerbside close-ups (how street cameras and phones see vendors) and labels a
-    #    plume wherever it is at least a quarter opaque, so thin dust has consistent boxes.
-    2: ("street", "street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown"),
-    # 3: for real footage: rendered ground gets real surface grain, and a third of the
-    #    pictures are real photographs with objects composited onto them (or none).
-    3: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown", "photo", "photo",
-        "photo_portrait"),
-    # 4: recipe 3's views with labels of what is visible (training/visibility.py: occluded
-    #    parts and plumes that change nothing are not boxed, objects below the model's size
-    #    range are not placed), rain besides day/dusk/night/haze, and two photographs kept
-    #    for held-out pictures only.
-    4: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown", "photo", "photo",
-        "photo_portrait"),
-    # 5: recipe 4 with the drone's view twice as often and from higher up (6-20 px per
-    #    metre at 640 wide: the drone clips' range at the detector's input), half of it
-    #    building sites without vending, so that sites seen from above are not taken for goods.
-    5: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "site_from_above",
-        "photo", "photo", "photo_portrait"),
-    # 6: recipe 5's views; training photographs also from two Debian packages' sample
-    #    pictures (training/photos.py EXTRA_SCENES: streets, a city from the air, a car, people,
-    #    cloud, sand), so more real pictures without a violation teach what is not one.
-    #    Held-out pictures are recipe 5's, byte for byte.
-    6: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "site_from_above",
-        "photo", "photo", "photo_portrait"),
-    # 7: recipe 6 with more real photographs (4 in 11 pictures), half of them partly out of
-    #    focus and more of them with nothing pasted: the false dust boxes of stages 5-6 lay on
-    #    blurred, warm-coloured real backgrounds (a crowd behind sharp people). Its held-out
-    #    pictures are its own; stages stay comparable on recipe 5's (``patrol eval``'s default).
-    7: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "site_from_above",
-        "photo", "photo", "photo", "photo_portrait"),
-    # 8: for the drone and for plumes on real pictures: recipe 7's views with a drone's view
-    #    in 4 of 13 pictures (2 of 11 before) and dust over half its building sites (three in
-    #    ten before), and training photographs also from two desktop packages' wallpapers
-    #    (training/photos.py WALLPAPER_SCENES). Its held-out pictures are its own.
-    8: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
-        "site_from_above", "site_from_above", "photo", "photo", "photo", "photo_portrait"),
-    # 9: for plumes on real pictures, still the weakest box class on recipe 8 (found less often
-    #    on the held-out photographs than on rendered views): recipe 8's views with one more
-    #    photograph (5 in 14 pictures), plumes on a quarter of the photographs (a seventh
-    #    before), and training photographs also of sky, cloud, fog and hills
-    #    (training/photos.py OUTDOOR_SCENES). Its held-out pictures are its own.
-    9: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
-        "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait"),
-    # 10: against false alarms on real pictures of paper and goods (stage 9 drew a scaffold on
-    #    a page of text and a steel shed on a gift box): recipe 9's views and a "clutter" view
-    #    (1 in 15) of pictures of print, grids and packaged goods (training/photos.py
-    #    CLUTTER_SCENES), half of them with nothing pasted on. Its held-out pictures are its own.
-    10: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
-         "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter"),
-    # 11: for the drone (stage 10's candidate missed two drone events and opened five false
-    #    illegal-construction cases on drone dust clips, plain grey-blue roofs taken for steel
-    #    sheds): recipe 10's views and a drone's view of dust over many plain roofs
-    #    ("dust_from_above", 2 in 17). Its held-out pictures are its own.
-    11: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
-         "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter",
-         "dust_from_above", "dust_from_above"),
-    # 12: for plumes on real pictures, the weakest box class of stage 11 (0.818): its plumes on
-    #    the held-out photographs were mostly boxed, but to another extent than their labels
-    #    (IoU 0.1-0.5). Recipe 11's views and a "dust_photo" view (2 in 19): a
-    #    training photograph with plumes on three in four, look-alikes only on the fourth, so
-    #    the visible extent of a plume over real texture is learnt from many more examples.
-    #    Its held-out pictures are its own.
-    12: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
-         "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter",
-         "dust_from_above", "dust_from_above", "dust_photo", "dust_photo"),
-    # 13: recipe 12's views, its plumes labelled as clouds: plumes that overlap or touch get
-    #    one box (training/visibility.py). Recipe 12's photographs carry 1-3 plumes,
-    #    often overlapping, and labelled each puff of a cloud on its own: a target no detector
-    #    can hit, which taught stage 11 to draw boxes of no consistent extent.
-    13: ("street", "kerbside", "kerbside", "kerbside_portrait", "portrait", "topdown_high", "topdown_high",
-         "site_from_above", "site_from_above", "photo", "photo", "photo", "photo", "photo_portrait", "clutter",
-         "dust_from_above", "dust_from_above", "dust_photo", "dust_photo"),
-}
-# From this recipe on, plumes that are seen as one cloud have one box.
-CLOUD_LABELS_FROM = 13
-
-
-def cloud_labels(recipe: int, clouds: bool | None = None) -> bool:
-    """Whether plumes are labelled by cloud: ``clouds`` when given, else the recipe's rule."""
-    return recipe >= CLOUD_LABELS_FROM if clouds is None else clouds
 # The views whose background is a real photograph (``_photo_image``).
 PHOTO_VIEWS = ("photo", "photo_portrait", "clutter", "dust_photo")
 LIGHTING_MODES = ("day", "day", "day", "dusk", "night", "haze", "rain")
 
 
-def extra_photos(recipe: int) -> int:
-    """Which training photographs a recipe draws on besides SCENES (``photos.scene_crop``'s
-    ``extra``): EXTRA_SCENES from recipe 6, WALLPAPER_SCENES too from recipe 8, OUTDOOR_SCENES
-    too from recipe 9 (CLUTTER_SCENES have their own view, "clutter")."""
-    return 3 if recipe >= 9 else 2 if recipe >= 8 else int(recipe >= 6)
+def cloud_labels(recipe: int, clouds: bool | None = None) -> bool:
+    """Whether plumes are labelled by cloud: ``clouds`` when given, else the recipe's switch."""
+    return recipe_of(recipe).cloud_labels if clouds is None else clouds
 
 
 def missing_photos(recipe: int) -> list[str]:
-    """The photographs ``recipe`` trains on that are not installed here (none before recipe
-    3, which renders without photographs)."""
-    return photos.missing_training_photos(extra_photos(recipe), _has_clutter(recipe)) if recipe >= 3 else []
+    """The photographs ``recipe`` trains on that are not installed here (none for a recipe
+    without ``real_photos``)."""
+    r = recipe_of(recipe)
+    return photos.missing_training_photos(r.extra_photo_sets, r.clutter) if r.real_photos else []
 
 
 def missing_photo_packages(recipe: int) -> list[str]:
     """The Debian packages that would install :func:`missing_photos`' pictures."""
-    return photos.missing_training_packages(extra_photos(recipe), _has_clutter(recipe)) if recipe >= 3 else []
-
-
-def _has_clutter(recipe: int) -> bool:
-    return "clutter" in RECIPES[recipe]
+    r = recipe_of(recipe)
+    return photos.missing_training_packages(r.extra_photo_sets, r.clutter) if r.real_photos else []
 
 
 def view_of(seed: int, recipe: int) -> str:
     """The view ``labelled_image`` renders for this seed and recipe (its first draw), so a
     rendered data set can be broken down by view without storing anything beside it."""
-    return _draw_view(np.random.default_rng(seed), recipe)
+    return _draw_view(np.random.default_rng(seed), recipe_of(recipe))
 
 
-def _draw_view(rng: np.random.Generator, recipe: int) -> str:
-    return str(rng.choice(RECIPES[recipe]))
+def _draw_view(rng: np.random.Generator, recipe: Recipe) -> str:
+    return str(rng.choice(recipe.views))
 
 
 def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = None, recipe: int = 1,
                    heldout: bool = False, clouds: bool | None = None) -> Labelled:
-    """One training picture with its boxes (tiny slivers dropped).
+    """One training picture of data recipe ``recipe`` (``training.recipes.RECIPES``) with its
+    boxes (tiny slivers dropped).
 
-    ``heldout`` (recipe 4 on) draws photo backgrounds from the photographs training never
-    uses; earlier recipes use every photo either way. ``clouds`` (default: from recipe
-    ``CLOUD_LABELS_FROM`` on) gives plumes seen as one cloud one box; the picture is the same
-    either way, only its labels differ.
+    ``heldout`` (with the recipe's ``visible_labels``) draws photo backgrounds from the
+    photographs training never uses; otherwise every photo is used either way. ``clouds``
+    (default: the recipe's ``cloud_labels``) gives plumes seen as one cloud one box; the
+    picture is the same either way, only its labels differ.
     """
-    clouds = cloud_labels(recipe, clouds)
+    r = recipe_of(recipe)
+    clouds = r.cloud_labels if clouds is None else clouds
     rng = np.random.default_rng(seed)
-    view = view or _draw_view(rng, recipe)
-    dust_solid = 0.25 if recipe >= 2 else 0.5
-    real = recipe >= 3
+    view = view or _draw_view(rng, r)
+    dust_solid = r.plume_label_opacity
+    real = r.real_photos
     labeller, mode, split = None, None, "all"
-    if recipe >= 4:  # the lighting is chosen first: how visible a plume is depends on it
+    if r.visible_labels:  # the lighting is chosen first: how visible a plume is depends on it
         mode = str(rng.choice(LIGHTING_MODES))
         labeller = VisibleLabels(contrast=LIGHTING_CONTRAST[mode], dust_class=CLASS_ID["dust"], clouds=clouds)
         split = "heldout" if heldout else "train"
@@ -906,12 +822,12 @@ def labelled_image(seed: int, w: int = 640, h: int = 384, view: str | None = Non
     elif view == "dust_from_above":
         sample = _dust_from_above(rng, w, h, labeller=labeller)
     elif view == "site_from_above":
-        sample = _site_from_above(rng, w, h, labeller=labeller, dust_chance=0.5 if recipe >= 8 else 0.3)
+        sample = _site_from_above(rng, w, h, labeller=labeller, dust_chance=r.site_dust_chance)
     elif view in PHOTO_VIEWS:
         pw, ph = (h, w) if view == "photo_portrait" else (w, h)
         sample = _photo_image(rng, pw, ph, labeller=labeller, photo_split=split,
-                              extra_photos=extra_photos(recipe),
-                              defocus=recipe >= 7, more_plumes=recipe >= 9, clutter=view == "clutter",
+                              extra_photos=r.extra_photo_sets,
+                              defocus=r.defocus, more_plumes=r.more_plumes, clutter=view == "clutter",
                               plumes=view == "dust_photo")
     else:
         sample = _street_image(rng, w, h, dust_solid, real_ground=real, labeller=labeller)

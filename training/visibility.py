@@ -1,12 +1,11 @@
-"""Label boxes that follow what a camera would actually see (data recipe 4 on).
+"""Label boxes that follow what a camera would actually see (a recipe's ``visible_labels``).
 
-Earlier recipes labelled every pasted object by its own opacity. Two kinds of
-label were then wrong: an object hidden behind a nearer one kept its whole box,
-and a thin plume was boxed wherever it was a quarter opaque, even where its
-colour matched the picture under it (a dust-coloured cat, a tan wall) and nothing
-could be seen. The detector was taught to find the invisible, and the held-out
-figures counted it as missing what no person would mark. Here a box is the
-visible part of its object:
+Labelling every pasted object by its own opacity gets two kinds of label wrong: an
+object hidden behind a nearer one keeps its whole box, and a thin plume is boxed
+wherever it is a quarter opaque, even where its colour matches the picture under it
+(a dust-coloured cat, a tan wall) and nothing can be seen. The detector is then taught
+to find the invisible, and held-out figures count it as missing what no person would
+mark. Here a box is the visible part of its object:
 
 - an opaque object's pixels stop counting where a later (nearer) sprite covers them
   at least half-opaquely; a label whose visible part falls under ``min_visible`` of
@@ -17,11 +16,10 @@ visible part of its object:
   plume whose visible part is under ``dust_body`` of its extent is a faint veil, not
   a reportable cloud, and is left unlabelled (a thin veil over a dark coat changes
   many grey levels, but no analyst would call it dust);
-- with ``clouds`` (recipe 13 on, and ``patrol eval``'s held-out pictures) plumes that
-  overlap or touch are one cloud with one box around their visible parts, and a plume
-  does not hide another: no one can tell where one of two merged puffs ends, and stage
-  11's "missed" plumes on photographs were mostly a box around such a cloud, scored
-  against the box of one puff inside it;
+- with ``clouds`` (a recipe's ``cloud_labels``, and ``patrol eval``'s held-out pictures)
+  plumes that overlap or touch are one cloud with one box around their visible parts,
+  and a plume does not hide another: no one can tell where one of two merged puffs
+  ends, so a box around the cloud is the only target a detector can hit;
 - a box whose short side is under ``min_side`` pixels is dropped, and objects that
   would be smaller than ``min_place`` are not placed at all, so nothing visible is
   left unlabelled because of its size. These sizes define the model's range: at the
