@@ -396,6 +396,15 @@ def test_openapi_lists_the_routes(client):
     assert "/" not in paths  # the HTML page is not part of the API
 
 
+def test_openapi_names_each_model_plainly(client):
+    # Two models of one name in different modules would be published under their module
+    # paths (api__models__cases__X), changing the document clients generate code from.
+    names = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"CaseOut", "CaseEvidence", "Merge", "UploadOut", "LoginOut", "NewTokenOut"} <= set(names)
+    qualified = sorted(n for n in names if "__" in n)
+    assert not qualified, f"models published under module paths: {qualified}"
+
+
 def test_the_review_page_shows_the_drafts_with_their_evidence(client, cases):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")

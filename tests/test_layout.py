@@ -4,6 +4,7 @@ import each other, even through others, and the runtime never imports the lab.""
 from __future__ import annotations
 
 import ast
+import importlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -104,3 +105,23 @@ def test_the_runtime_never_imports_the_cli():
     edges = package_graph()
     bad = [p for (a, b), places in sorted(edges.items()) if a in RUNTIME + LAB and b == "patrol" for p in places]
     assert not bad, "only the CLI is on top, nothing imports it:\n" + "\n".join(bad)
+
+
+def test_route_modules_only_route():
+    """The API's request and response models live in api/models/, not in the routes."""
+    from pydantic import BaseModel
+
+    defined = []
+    for path in sorted((ROOT / "api" / "routers").glob("*.py")):
+        module = importlib.import_module(f"api.routers.{path.stem}")
+        defined += [f"{module.__name__}.{name}" for name, obj in vars(module).items()
+                    if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__]
+    assert not defined, "models defined in route modules (move them to api/models/):\n" + "\n".join(defined)
+
+
+def test_api_models_never_import_the_routes():
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {module}"
+           for path in sorted((ROOT / "api" / "models").rglob("*.py"))
+           for module, line in imported(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+           if module.startswith(("api.routers", "api.app"))]
+    assert not bad, "models sit below the routes:\n" + "\n".join(bad)

@@ -1,34 +1,15 @@
 """Administration: users and API tokens (admin only). Every change is in the audit log."""
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
 
 from api.auth import Principal, accounts, require
-from api.params import Body, RowId
-from cases.accounts import MAX_TOKEN_DAYS, AccountError, AccountNotFound, TokenView, UserView
+from api.models.accounts import NewTokenIn, NewTokenOut, NewUser
+from api.params import RowId
+from cases.accounts import AccountError, AccountNotFound, TokenView, UserView
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 admin = require("admin")
-
-
-class NewUser(Body):
-    username: str = Field(..., min_length=1, max_length=64)
-    role: Literal["analyst", "operator", "admin"]
-    password: str = Field(..., min_length=1, max_length=1024)
-
-
-class NewTokenIn(Body):
-    name: str = Field(..., min_length=1, max_length=64, description="what uses it, e.g. city-platform, prometheus")
-    role: Literal["platform", "monitoring", "telemetry"] = "platform"
-    days: float | None = Field(None, gt=0, le=MAX_TOKEN_DAYS,
-                               description="valid for this many days (at most 100 years); none: until revoked")
-
-
-class NewTokenOut(TokenView):
-    token: str = Field(description="the token itself: shown now and never again (only its hash is kept)")
 
 
 def _account_errors(fn):

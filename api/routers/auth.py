@@ -1,44 +1,21 @@
 """Logging in and out: the session API, and the login page browsers are sent to."""
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
 
-from api.params import Body
 from api.auth import SESSION_COOKIE, Principal, accounts, optional_principal, require, safe_next, same_origin
+from api.models.accounts import Credentials, LoginOut, PasswordChange, UserOut
 from api.login_guard import REFUSAL_PAUSE_S, LoginGuard, LoginRefused
 from cases.accounts import AccountError, ROLES, USER_ROLES, Unauthenticated, utcnow
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 pages = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "ui" / "templates"))
-
-
-class Credentials(Body):
-    username: str = Field(..., min_length=1, max_length=64)
-    password: str = Field(..., min_length=1, max_length=1024)
-
-
-class UserOut(BaseModel):
-    username: str
-    role: str
-
-
-class LoginOut(BaseModel):
-    token: str = Field(description="the session token: send as 'Authorization: Bearer <token>' (browsers get the cookie)")
-    expires_at: datetime
-    user: UserOut
-
-
-class PasswordChange(Body):
-    current_password: str = Field(..., min_length=1, max_length=1024)
-    new_password: str = Field(..., min_length=1, max_length=1024)
 
 
 @router.post("/login", response_model=LoginOut, summary="Log in: a session cookie and a bearer token",

@@ -1,131 +1,23 @@
 """Draft cases: list, filter, read, review (approve, reject, reclassify), evidence."""
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.auth import Principal, require
 from api.deps import parts as get_parts
-from api.params import Body, Moment, Offset, RowId
+from api.models.cases import CaseDetail, CaseList, CaseOut, EvidenceRemovedOut
+from api.models.review import Approval, Reclassification, Rejection
+from api.params import Moment, Offset, RowId
 from cases import place_history, retention
-from cases.store import CaseError, CaseNotFound, CasePage, DraftCaseView, ReviewActionView
+from cases.store import CaseError, CaseNotFound, CasePage, DraftCaseView
 from cases.taxonomy import TaxonomyError
 from core.wiring import Parts
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 analyst = require("analyst")  # and admin (api/auth.py)
-
-
-Handling = Literal["service", "management", "enforcement"]
-
-
-class PastCaseOut(BaseModel):
-    case_id: int
-    case_no: str
-    seen_at: str | None = Field(description="first seen, ISO 8601 in China time (+08:00)")
-    status: Literal["draft", "approved", "rejected"]
-    handling: Handling | None = Field(description="the handling its approval chose")
-    handling_zh: str | None
-    review_reason: str | None = Field(description="why it was rejected")
-    distance_m: float | None = Field(description="from this case; null when either has no position")
-    same_cell: bool
-    counted: bool = Field(description="an occurrence (approved); rejected ones and drafts are listed, not counted")
-
-
-class HandlingOut(BaseModel):
-    """The city's 721 handling for the case (config/handling.yaml), computed when read."""
-
-    hint: Handling = Field(description="suggested: service (劝导), management (责令整改) or enforcement (立案)")
-    hint_zh: str
-    reason: str = Field(description="why, in words")
-    history_count: int = Field(description="earlier occurrences at the place in the window")
-    chosen: Handling | None = Field(description="what the approval chose; null for a draft or rejected case")
-    chosen_zh: str | None
-    window_days: float
-    radius_m: float
-    history: list[PastCaseOut] = Field(description="earlier cases of the type at the place, newest first")
-
-
-class EvidenceRemovedOut(BaseModel):
-    removed_at: datetime = Field(description="when its evidence files were removed (UTC)")
-    reason: Literal["rejected_age", "draft_age", "approved_age", "quota"]
-    why: str = Field(description="the reason in words")
-    files: int = Field(description="files removed")
-    shared: int = Field(description="files kept because another case still refers to them")
-
-    @classmethod
-    def of(cls, r: retention.RemovalView | None) -> "EvidenceRemovedOut | None":
-        return None if r is None else cls(removed_at=r.removed_at, reason=r.reason, why=r.why, files=r.files,
-                                          shared=r.shared)
-
-
-class CaseOut(DraftCaseView):
-    snapshot_url: str | None = None
-    handling: HandlingOut | None = None
-    evidence_removed: EvidenceRemovedOut | None = Field(
-        None, description="set when retention removed the case's evidence files (docs/operations.md)")
-
-
-class CaseDetail(CaseOut):
-    actions: list[ReviewActionView]
-
-
-class CaseList(BaseModel):
-    items: list[CaseOut]
-    total: int
-    limit: int
-    offset: int
-
-
-# Bad input is answered 422 here, before the store: the store's CaseError means 409,
-# a conflict with the case's state (already reviewed), and the two must not mix.
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-
-
-class Actor(Body):
-    # The audit trail records the logged-in user, never a name the client types. A client
-    # may still send its user's name (older clients did); any other name is refused, so
-    # a client never believes it recorded someone the trail does not show.
-    actor: Name | None = Field(None, description="optional; if given it must be the logged-in user's name")
-
-    def acting(self, principal: Principal) -> str:
-        if self.actor is not None and self.actor != principal.username:
-            raise HTTPException(422, f"actor {self.actor!r} is not the logged-in user {principal.username!r}: "
-                                     "the audit trail records who is logged in; leave actor out")
-        return principal.username
-
-
-class Approval(Actor):
-    handling: Handling | None = Field(None, description="the 721 handling; default: the case's hint")
-
-
-class Rejection(Actor):
-    reason: Literal["false_alarm", "duplicate", "permitted", "other"]
-    note: str | None = Field(None, max_length=500)
-
-    @model_validator(mode="after")
-    def _other_needs_a_note(self):
-        if self.reason == "other" and not (self.note or "").strip():
-            raise ValueError("reason 'other' needs a note saying why")
-        return self
-
-
-class Reclassification(Actor):
-    event_type: str | None = None
-    major: str | None = None
-    minor: str | None = None
-
-    @model_validator(mode="after")
-    def _something_to_change_to(self):
-        if (self.major is None) != (self.minor is None):
-            raise ValueError("give both major and minor, or neither")
-        if self.event_type is None and self.major is None:
-            raise ValueError("nothing to reclassify to: give an event_type, or major and minor")
-        return self
 
 
 def _outs(parts: Parts, cases: list[DraftCaseView]) -> list[CaseOut]:

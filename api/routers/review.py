@@ -15,13 +15,14 @@ import time
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, require
 from api.deps import parts as get_parts
-from api.params import RowId, SqlInt
-from api.routers.cases import Actor, CaseOut, EvidenceRemovedOut, _case_or_404, _review, gone
+from api.models.cases import CaseEvidence, CaseOut, EvidenceItem, EvidenceRemovedOut
+from api.models.review import Location, Merge
+from api.params import RowId
+from api.routers.cases import _case_or_404, _review, gone
 from cases import evidence_index, retention
 from core.wiring import Parts
 
@@ -31,33 +32,6 @@ analyst = require("analyst")
 STREAM_POLL_S = 2.0  # how often a stream looks for changes in the store
 STREAM_HEARTBEAT_S = 15.0  # a comment line, so proxies and the browser know the stream is alive
 STREAM_MAX_S = 600.0  # then the stream ends and the browser reconnects (it does so by itself)
-
-
-class EvidenceItem(BaseModel):
-    kind: str = Field(description="snapshot, before, after or clip")
-    url: str
-    media_type: str
-    ts: float | None = Field(None, description="the sample's time (Unix s for live sources, s into the file for uploads)")
-    source_id: str | None = None
-    removed: bool = Field(False, description="its file was removed by evidence retention (see evidence_removed)")
-
-
-class CaseEvidence(BaseModel):
-    snapshot: EvidenceItem | None = Field(None, description="the best sighting, box and label drawn")
-    before: EvidenceItem | None = Field(None, description="the view before the first sighting")
-    after: EvidenceItem | None = Field(None, description="the latest view (after it ended, for an ended event)")
-    clip: EvidenceItem | None = Field(None, description="H.264 MP4: the view before, then the first sightings")
-    items: list[EvidenceItem] = Field(description="every before/after/clip of every event of the case")
-    evidence_removed: EvidenceRemovedOut | None = Field(None, description="when and why retention removed its files")
-
-
-class Merge(Actor):
-    other_id: SqlInt = Field(..., description="the draft to fold into this one; it is rejected as a duplicate")
-
-
-class Location(Actor):
-    lat: float = Field(..., ge=-90, le=90, allow_inf_nan=False)
-    lon: float = Field(..., ge=-180, le=180, allow_inf_nan=False)
 
 
 def _item(case_id: int, e: evidence_index.EvidenceView, removed: frozenset[str] = frozenset()) -> EvidenceItem:

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
 
 import anyio
 import redis
@@ -30,11 +28,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field, model_validator
 from starlette.requests import ClientDisconnect
 
 from api.auth import Principal, require, require_page
-from api.params import Body, Offset, RowId, whole_number
+from api.models.uploads import CaseBrief, PartOut, Progress, SiteIn, UploadDetail, UploadIn, UploadList, UploadOut
+from api.params import Offset, RowId, whole_number
 from api.deps import bus as get_bus
 from api.deps import parts as get_parts
 from api import pages as api_pages
@@ -54,109 +52,6 @@ OPERATORS = require("operator", "admin")
 FLUSH_BYTES = 1 << 20  # request bytes gathered before one write to disk
 STATUS = {"name": 422, "bad": 400, "too_large": 413, "offset": 409, "busy": 423, "integrity": 422, "media": 422,
           "missing": 404, "storage": 507}
-
-
-# ---------------------------------------------------------------------------------- models
-
-
-class PartIn(Body):
-    filename: str = Field(..., description="the file's own name, without folders (kept for display only)")
-    size: int = Field(..., ge=1, description="bytes of the whole file")
-    sha256: str = Field(..., description="SHA-256 of the whole file, 64 hex digits")
-
-
-class UploadIn(PartIn):
-    srt: PartIn | None = Field(None, description="the DJI .SRT telemetry beside the video, if there is one")
-    lat: float | None = Field(None, ge=-90, le=90, description="the site, for a flight without telemetry")
-    lon: float | None = Field(None, ge=-180, le=180)
-    grid: str | None = Field(None, description="or a grid cell code: the site is the cell's centre")
-
-    @model_validator(mode="after")
-    def _both_or_neither(self):
-        if (self.lat is None) != (self.lon is None):
-            raise ValueError("give both lat and lon, or neither")
-        return self
-
-
-class SiteIn(Body):
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
-    grid: str | None = Field(None, description="a grid cell code instead of lat/lon: the cell's centre")
-
-    @model_validator(mode="after")
-    def _one_way(self):
-        if (self.lat is None) != (self.lon is None):
-            raise ValueError("give both lat and lon, or neither")
-        if self.lat is None and not self.grid:
-            raise ValueError("give lat and lon, or a grid cell code")
-        return self
-
-
-class PartOut(BaseModel):
-    filename: str
-    size: int
-    sha256: str
-    offset: int = Field(description="bytes stored so far: where an interrupted upload continues")
-    url: str
-
-
-class Progress(BaseModel):
-    percent: float
-    frames: int | None = None
-    video_s: float | None = None
-    duration_s: float | None = None
-    worker: str | None = None
-
-
-class CaseBrief(BaseModel):
-    id: int
-    case_no: str
-    event_type: str
-    named: str = Field("", description="the event type and the object, as the city names them (占道经营 · 流动摊位)")
-    category: str
-    status: str
-    first_seen: float
-    last_seen: float
-    confidence: float
-    lat: float | None
-    lon: float | None
-    grid: str | None
-    snapshot_url: str | None
-
-
-class UploadOut(BaseModel):
-    id: str
-    owner: str
-    state: Literal["uploading", "needs_site", "queued", "processing", "done", "failed", "rejected"]
-    kind: str
-    video: PartOut
-    srt: PartOut | None
-    lat: float | None
-    lon: float | None
-    site_grid: str | None
-    codec: str | None
-    duration_s: float | None
-    progress: Progress
-    attempts: int
-    error: str | None
-    warnings: list[str]
-    result: dict[str, Any]
-    case_ids: list[int]
-    created_at: datetime
-    updated_at: datetime
-    url: str
-
-
-class UploadDetail(UploadOut):
-    cases: list[CaseBrief]
-
-
-class UploadList(BaseModel):
-    items: list[UploadOut]
-    total: int
-
-
-# ---------------------------------------------------------------------------------- helpers
 
 
 def _fail(err: UploadError) -> HTTPException:
