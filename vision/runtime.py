@@ -61,8 +61,8 @@ def _openvino(folder: Path, threads: int):
     # inference threads held to fixed cores wait for readers there instead of moving to a free
     # one (at 90 sources: 20 ms instead of 24 ms per image, 5 % more samples analysed).
     # The precision is OpenVINO's own choice on purpose: on CPUs with bfloat16 units (AVX512-BF16,
-    # AMX) it computes in bf16: a third less time per image than FP32 for patrol-v11 on an AMD
-    # EPYC, for 0.009 less `dust` box mAP50, every target still met (docs/benchmarks.md, Stage 12).
+    # AMX) it computes in bf16: a third less time per image than FP32 on an AMD EPYC, for about
+    # 0.01 less `dust` box mAP50 (measured in docs/model-history.md).
     config = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
