@@ -45,9 +45,10 @@ PROBES = (
     ("skimage", "data/moon.png"), ("skimage", "data/hubble_deep_field.jpg"), ("skimage", "data/retina.jpg"),
     ("skimage", "data/ihc.png"), ("matplotlib", "mpl-data/sample_data/Minduka_Present_Blue_Pack.png"),
 )
-# Recipe 6 on: more real pictures without a violation for the training backgrounds (street
-# and aerial views of a city, a car, people, clutter, cloud over a road, sand), from Debian
-# packages (``apt-get install opencv-doc mate-backgrounds``). Entries are absolute paths.
+# Extra photo set 1 (``Recipe.extra_photos`` >= 1): more real pictures without a violation for
+# the training backgrounds (street and aerial views of a city, a car, people, clutter, cloud over
+# a road, sand), from Debian packages (``apt-get install opencv-doc mate-backgrounds``).
+# Entries are absolute paths.
 _CV = "/usr/share/doc/opencv-doc/examples/data/"
 _MATE = "/usr/share/backgrounds/mate/nature/"
 EXTRA_SCENES = tuple(("opencv-doc", _CV + f) for f in (
@@ -55,13 +56,12 @@ EXTRA_SCENES = tuple(("opencv-doc", _CV + f) for f in (
     "messi5.jpg", "fruits.jpg", "box_in_scene.png", "squirrel_cls.jpg", "baboon.jpg", "aloeL.jpg",
     "rubberwhale1.png", "butterfly.jpg", "stuff.jpg")) + tuple(("mate-backgrounds", _MATE + f) for f in (
     "Storm.jpg", "Dune.jpg", "Wood.jpg", "GreenMeadow.jpg"))
-# Recipe 8 on: the photographs among two desktop packages' wallpapers (``apt-get install
-# lomiri-wallpapers plasma-workspace-wallpapers``): warm out-of-focus tables and leaves,
-# mist over water, a beach from the air, forest paths, grass, bark. Unlike every other
-# training picture they are not of a street; they are there for the plumes' sake: the held-out
-# plumes the detector missed, and the false ones it drew, lay on real pictures unlike the few
-# it had learnt (patrol-v6: 44 of 78 plumes found on the held-out photographs, 62 of 73 on
-# rendered views). Abstract and painted wallpapers are left out.
+# Extra photo set 2 (``Recipe.extra_photos`` >= 2): the photographs among two desktop packages'
+# wallpapers (``apt-get install lomiri-wallpapers plasma-workspace-wallpapers``): warm
+# out-of-focus tables and leaves, mist over water, a beach from the air, forest paths, grass,
+# bark. Unlike every other training picture they are not of a street; they are there for the
+# plumes' sake: plumes on real pictures unlike the few the detector had learnt are the ones it
+# misses or invents. Abstract and painted wallpapers are left out.
 _LOMIRI = "/usr/share/backgrounds/"
 _PLASMA = "/usr/share/wallpapers/"
 # (in this order: renders draw them by index; Kleiber ships in the 20.04 set, and
