@@ -45,7 +45,7 @@ PROBES = (
     ("skimage", "data/moon.png"), ("skimage", "data/hubble_deep_field.jpg"), ("skimage", "data/retina.jpg"),
     ("skimage", "data/ihc.png"), ("matplotlib", "mpl-data/sample_data/Minduka_Present_Blue_Pack.png"),
 )
-# Extra photo set 1 (``Recipe.extra_photos`` >= 1): more real pictures without a violation for
+# Extra photo set 1 (``Recipe.extra_photo_sets`` >= 1): more real pictures without a violation for
 # the training backgrounds (street and aerial views of a city, a car, people, clutter, cloud over
 # a road, sand), from Debian packages (``apt-get install opencv-doc mate-backgrounds``).
 # Entries are absolute paths.
@@ -56,7 +56,7 @@ EXTRA_SCENES = tuple(("opencv-doc", _CV + f) for f in (
     "messi5.jpg", "fruits.jpg", "box_in_scene.png", "squirrel_cls.jpg", "baboon.jpg", "aloeL.jpg",
     "rubberwhale1.png", "butterfly.jpg", "stuff.jpg")) + tuple(("mate-backgrounds", _MATE + f) for f in (
     "Storm.jpg", "Dune.jpg", "Wood.jpg", "GreenMeadow.jpg"))
-# Extra photo set 2 (``Recipe.extra_photos`` >= 2): the photographs among two desktop packages'
+# Extra photo set 2 (``Recipe.extra_photo_sets`` >= 2): the photographs among two desktop packages'
 # wallpapers (``apt-get install lomiri-wallpapers plasma-workspace-wallpapers``): warm
 # out-of-focus tables and leaves, mist over water, a beach from the air, forest paths, grass,
 # bark. Unlike every other training picture they are not of a street; they are there for the
