@@ -37,14 +37,13 @@ with cases of its own source, and its grid is the source's configured one.
 """
 from __future__ import annotations
 
-import math
-
 from datetime import timedelta
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from streams.frame import is_wall_clock
+from streams.frame import GeoPoint, is_wall_clock
+from streams.geo import EARTH_RADIUS_M, metres  # noqa: F401  (EARTH_RADIUS_M: re-exported)
 from vision.events import Event, EventState
 
 from . import clean_frames, evidence_index, feed
@@ -54,14 +53,10 @@ from .store import (  # noqa: F401  (MAX_TRACE_LINES re-exported)
     MAX_TRACE_LINES, CaseEvent, DraftCase, DraftCaseView, Store, merged_into, refold, utcnow)
 from .taxonomy import Taxonomy
 
-EARTH_RADIUS_M = 6_371_000.0
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+    return metres(GeoPoint(lat1, lon1), GeoPoint(lat2, lon2))
 
 
 class CaseBuilder:

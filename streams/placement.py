@@ -66,7 +66,7 @@ class SrtPositions:
         point = self.track.position_at(t)
         if point is None:
             return Located(None, f"position unknown: the drone's telemetry has no fix at {t:.1f} s")
-        near = min(self.track.samples, key=lambda s: abs(s.t - t))
+        near = self.track.nearest(t)
         return Located(point, f"the drone's telemetry at {t:.1f} s", near.gimbal_yaw, near.rel_alt,
                        near.gimbal_pitch, abs(near.t - t), near.hfov_deg)
 

@@ -12,7 +12,6 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from streams.crs import to_wgs84
 from streams.positions import Fix
 from streams.sources import Registry, Source
-from streams.tracks import CITY_TZ
+from streams.tracks import parse_moment
 
 KMH_MPS = 1 / 3.6
 MAX_BATCH = 1000
@@ -95,16 +94,8 @@ class CityArea:
 
 
 def parse_time(text: str) -> float:
-    value = text.strip()
-    if re.fullmatch(r"[-+]?\d+(\.\d+)?", value):
-        return float(value)
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a time: give Unix seconds or ISO 8601 (2026-12-03T09:30:00+08:00)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=CITY_TZ)
-    return moment.timestamp()
+    """A sender's time: Unix seconds, or ISO 8601 (no zone = China time)."""
+    return parse_moment(text, "t")
 
 
 def parse_mobile_position(body: bytes) -> list[dict]:

@@ -155,6 +155,12 @@ class Track(Sequence):
         cue_end = before.end if before.end is not None else before.t
         return _point(before) if t <= cue_end + (tolerance_s if after is None else 0.0) else None
 
+    def nearest(self, t: float) -> TelemetrySample:
+        """The cue whose start is closest to video second ``t`` (the track must not be empty)."""
+        i = bisect.bisect_left(self._times, t)
+        near = [self.samples[j] for j in (i - 1, i) if 0 <= j < len(self.samples)]
+        return min(near, key=lambda s: abs(s.t - t))
+
     def check_against(self, video_duration_s: float, tolerance_s: float = 2.0) -> None:
         """Raise TelemetryError when this SRT cannot belong to a video of that length."""
         gap = self.duration - video_duration_s

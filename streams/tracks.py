@@ -152,12 +152,12 @@ def _show(t: float) -> str:
     return datetime.fromtimestamp(t, CITY_TZ).strftime("%Y-%m-%d %H:%M:%S China time")
 
 
-def parse_moment(text: str) -> float:
-    """An ISO time (no zone = China time) or Unix seconds, as Unix seconds."""
+def parse_moment(text: str, name: str = "--start") -> float:
+    """An ISO time (no zone = China time) or Unix seconds, as Unix seconds; TrackError naming ``name``."""
     text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
+    if re.fullmatch(r"[-+]?\d+(\.\d+)?", text):
         return float(text)
-    return _iso_time(text, "--start")
+    return _iso_time(text, name)
 
 
 def _iso_time(text: str, name: str) -> float:

@@ -27,6 +27,7 @@ from streams.sources import load_registry
 from test_bus import private_redis_db, redis_unreachable, wait_for
 from test_console_api import EAST_GATE, T0, XINHUA, event
 from workers.bus import Bus
+from test_console_browser import browser  # noqa: F401  (fixture: Debian's Chromium through Playwright)
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -73,16 +74,6 @@ def site(tmp_path, bus):
     with served(app) as base:
         yield {"base": base, "parts": parts, "bus": bus, "registry": registry, "cases": cases}
     parts.store.close()
-
-
-@pytest.fixture
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def log_in(browser, base: str, user: str, start: str = "/"):

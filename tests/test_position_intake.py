@@ -27,10 +27,11 @@ from streams.frame import GeoPoint
 from streams.geo import ahead, metres
 from streams.positions import Fix
 from streams.sources import parse_registry
-from test_bus import private_redis_db, redis_unreachable, wait_for
+from test_bus import wait_for
+from test_upload_api import redis_url  # noqa: F401  (fixture: the Redis server, else an embedded one)
 from vision.events import Event
 from vision.pipeline import Pipeline
-from workers.bus import EVENTS, Bus, EmbeddedRedis
+from workers.bus import EVENTS, Bus
 from workers.case_builder import CaseBuilderService
 from workers.patrol import PatrolWorker
 
@@ -45,17 +46,6 @@ REGISTRY = {"sources": [
     {"id": "drone-01", "kind": "drone", "url": "rtsp://127.0.0.1:1/unused"},
     {"id": "fixed-01", "kind": "fixed", "url": "rtsp://127.0.0.1:1/unused", "lat": 30.6, "lon": 114.3},
 ]}
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    if redis_unreachable() is None:
-        with private_redis_db() as url:
-            yield url
-    else:
-        embedded = EmbeddedRedis(tmp_path / "redis")
-        yield embedded.url
-        embedded.close()
 
 
 @pytest.fixture

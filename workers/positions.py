@@ -20,6 +20,7 @@ from workers.throttle import Throttled
 log = logging.getLogger(__name__)
 
 READ_COUNT = 5000  # entries per read; a worker that fell behind catches up in a few reads
+POLL_EVERY_S = 0.25  # senders report every second or so: a patrol step need not ask Redis each time
 
 
 class PositionFeed:
@@ -33,9 +34,15 @@ class PositionFeed:
         self.last_id = f"{int((time.time() - keep_s) * 1000)}-0"
         self.read = 0
         self.quiet = Throttled(log)
+        self._polled = -1e18
 
-    def poll(self) -> int:
-        """Take in what arrived since the last poll; returns how many positions."""
+    def poll(self, force: bool = False) -> int:
+        """Take in what arrived since the last poll (at most every POLL_EVERY_S unless ``force``);
+        returns how many positions."""
+        now = time.monotonic()
+        if not self.kinds or (not force and now - self._polled < POLL_EVERY_S):
+            return 0  # no moving source to place, or asked a moment ago
+        self._polled = now
         taken = 0
         try:
             while True:

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from streams.frame import Frame, GeoPoint
+from streams.geo import metres
 from vision.gate import _gray  # the moving gate's grey copy: the same view, measured the same way
 
 MIN_RESPONSE = 0.1  # phase-correlation peak below which a shift is not trusted
@@ -158,11 +159,8 @@ class PlaceCheck:
 
 
 def _metres(a: GeoPoint | None, b: GeoPoint | None) -> float:
-    """Ground distance between two fixes (equirectangular: exact enough over a few hundred metres)."""
-    if a is None or b is None:
-        return 0.0
-    lat = np.radians((a.lat + b.lat) / 2)
-    return float(np.hypot((b.lat - a.lat) * 111_320.0, (b.lon - a.lon) * 111_320.0 * np.cos(lat)))
+    """Ground distance between two fixes; 0 when either is missing."""
+    return 0.0 if a is None or b is None else metres(a, b)
 
 
 def _centre_shift(box, anchors) -> float:
