@@ -573,6 +573,13 @@ def _eval_real(args, settings) -> int:
     from training.evaluate_real import failure_sheets
 
     sheets = failure_sheets(result["real"], Path(args.real_dir), out)
+    # The same, drawn only from pictures whose licence lets the project publish them (the
+    # model card's examples come from here).
+    from training.evaluate_real import shareable
+    from training.real_set import load_manifest
+
+    public = {p.id for p in load_manifest(Path(args.manifest)) if shareable(p.licence)}
+    sheets += failure_sheets(result["real"], Path(args.real_dir), out / "shareable", only=public)
     report = out / "report-real.md"
     report.write_text("\n".join(["# Evaluation on real pictures", "", f"Model: `{result['model']}`", "",
                                   *real_report_lines(result["real"]), "",

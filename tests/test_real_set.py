@@ -211,3 +211,36 @@ def test_the_sources_table_counts_each_origin(small_set):
     assert len(body) == len({p.repo for p in pictures})
     assert [line.split("|")[3].strip() for line in body] == ["3 (1 / 2)", "1 (0 / 1)"]  # skimage, then the video
     assert "fixed 1" in body[1] and "| 1 |" in body[0]  # one of skimage's pictures has a violation
+
+
+@pytest.mark.parametrize("licence, ok", [
+    ("CC0 1.0 (repo LICENSE)", True),
+    ("CC BY 4.0 (Roboflow export data.yaml; no LICENSE file)", True),
+    ("CC BY-NC 4.0 (README: personal and research use only)", False),
+    ("CC BY-NC-SA 4.0 (README)", False),
+    ("MIT (repo LICENSE); footage origin not stated", False),
+    ("none stated", False),
+])
+def test_only_openly_licensed_pictures_are_shareable(licence, ok):
+    from training.evaluate_real import shareable
+
+    assert shareable(licence) is ok
+
+
+def test_failure_sheets_draw_only_the_pictures_allowed(small_set, tmp_path):
+    from training.evaluate_real import failure_sheets
+
+    out = tmp_path / "data"
+    fetch(out, small_set)
+    result = {"per_picture": [
+        {"id": "cam-photo", "kind": "negative", "raised": ["dust"], "truth": [], "found": [],
+         "detections": [["dust", 0.5, 10, 10, 100, 100]], "labels": []},
+        {"id": "boxed", "kind": "positive", "raised": [], "truth": ["illegal_construction"], "found": [],
+         "detections": [], "labels": [[3, 0.5, 0.5, 0.4, 0.6]]},
+    ]}
+    everything = failure_sheets(result, out, tmp_path / "all")
+    assert sorted(p.parent.name for p in everything) == ["false-sightings", "misses"]
+    # only the positive may be published: no sheet of false sightings is drawn
+    allowed = failure_sheets(result, out, tmp_path / "shareable", only={"boxed"})
+    assert [p.parent.name for p in allowed] == ["misses"]
+    assert not (tmp_path / "shareable" / "false-sightings").exists()

@@ -142,15 +142,26 @@ def real_report_lines(r: dict) -> list[str]:
     return lines
 
 
-def failure_sheets(result: dict, dataset: Path, out: Path, count: int = 12) -> list[Path]:
+def shareable(licence: str) -> bool:
+    """Whether a picture may be shown in the project's own documents: public domain (CC0) or
+    CC BY without a non-commercial or share-alike term. Most of the real set is for research
+    only or states nothing; those pictures are measured on, never published by the project."""
+    text = licence.upper()
+    return (text.startswith("CC0") or text.startswith("CC BY 4.0")) and "NC" not in text.split("(")[0] \
+        and "SA" not in text.split("(")[0]
+
+
+def failure_sheets(result: dict, dataset: Path, out: Path, count: int = 12,
+                   only: set[str] | None = None) -> list[Path]:
     """Contact sheets of what went wrong, so a person sees it: no-violation pictures with a
-    sighting (``false-sightings.jpg``) and positives whose type was not found (``misses.jpg``);
-    labels in white, the model's boxes in colour with label and confidence."""
+    sighting (``false-sightings/``) and positives whose type was not found (``misses/``);
+    labels in white, the model's boxes in colour with label and confidence. ``only``: the
+    picture ids that may be drawn (e.g. the shareable ones, for the model card)."""
     from training.labelcheck import contact_sheets
 
-    groups = {"false-sightings": [r for r in result["per_picture"] if r["kind"] == "negative" and r["raised"]],
-              "misses": [r for r in result["per_picture"] if r["kind"] == "positive"
-                         and set(r["truth"]) - set(r["found"])]}
+    rows = [r for r in result["per_picture"] if only is None or r["id"] in only]
+    groups = {"false-sightings": [r for r in rows if r["kind"] == "negative" and r["raised"]],
+              "misses": [r for r in rows if r["kind"] == "positive" and set(r["truth"]) - set(r["found"])]}
     written = []
     for name, rows in groups.items():
         tiles = []
