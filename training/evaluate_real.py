@@ -146,9 +146,7 @@ def shareable(licence: str) -> bool:
     """Whether a picture may be shown in the project's own documents: public domain (CC0) or
     CC BY without a non-commercial or share-alike term. Most of the real set is for research
     only or states nothing; those pictures are measured on, never published by the project."""
-    text = licence.upper()
-    return (text.startswith("CC0") or text.startswith("CC BY 4.0")) and "NC" not in text.split("(")[0] \
-        and "SA" not in text.split("(")[0]
+    return licence.upper().startswith(("CC0", "CC BY 4.0"))  # "CC BY-NC …", "CC BY-SA …" do not match
 
 
 def failure_sheets(result: dict, dataset: Path, out: Path, count: int = 12,
@@ -159,9 +157,9 @@ def failure_sheets(result: dict, dataset: Path, out: Path, count: int = 12,
     picture ids that may be drawn (e.g. the shareable ones, for the model card)."""
     from training.labelcheck import contact_sheets
 
-    rows = [r for r in result["per_picture"] if only is None or r["id"] in only]
-    groups = {"false-sightings": [r for r in rows if r["kind"] == "negative" and r["raised"]],
-              "misses": [r for r in rows if r["kind"] == "positive" and set(r["truth"]) - set(r["found"])]}
+    drawable = [r for r in result["per_picture"] if only is None or r["id"] in only]
+    groups = {"false-sightings": [r for r in drawable if r["kind"] == "negative" and r["raised"]],
+              "misses": [r for r in drawable if r["kind"] == "positive" and set(r["truth"]) - set(r["found"])]}
     written = []
     for name, rows in groups.items():
         tiles = []
