@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -250,6 +251,35 @@ def test_a_worker_heartbeat_is_visible_until_it_expires(bus):
     # worker-a stops renewing: it disappears, and its sources can be handed to another
     wait_for(lambda: "worker-a" not in bus.workers(), 5, "expired heartbeat of worker-a to vanish")
     assert list(bus.workers()) == ["worker-b"]
+
+
+def test_a_worker_report_never_names_a_worker_that_is_not_there(bus):
+    """A worker's report writes its heartbeat and its sources' states in one transaction,
+    so a reader that finds a source under worker-N also finds worker-N (the console and
+    the lease balancer join the two)."""
+    stop = threading.Event()
+
+    def report_as_new_workers():
+        n = 0
+        while not stop.is_set():
+            bus.report(f"worker-{n}", {"sources": 1}, {"cam-1": {"state": "live", "worker": f"worker-{n}"}}, ttl_s=2)
+            n += 1
+            time.sleep(0.002)  # let the reader in (and keep the live heartbeats few: each lasts 2 s)
+
+    reporter = threading.Thread(target=report_as_new_workers, daemon=True)
+    reporter.start()
+    try:
+        checked = 0
+        deadline = time.monotonic() + 10
+        while checked < 40 and time.monotonic() < deadline:
+            named = bus.source_states().get("cam-1", {}).get("worker")
+            if named is not None:
+                assert named in bus.workers(), f"{named} runs cam-1 but has no heartbeat"
+                checked += 1
+        assert checked >= 20
+    finally:
+        stop.set()
+        reporter.join(5)
 
 
 # ---------------------------------------------------------------- the embedded Redis

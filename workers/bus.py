@@ -233,11 +233,17 @@ class Bus:
         if not states:
             return
         pipe = self.r.pipeline(transaction=False)
+        self._queue_source_states(pipe, states)
+        pipe.execute()
+
+    @staticmethod
+    def _queue_source_states(pipe, states: dict[str, dict]) -> None:
+        if not states:
+            return
         now = time.time()
         for source_id, state in states.items():
             pipe.hset(SOURCE_STATE + source_id, mapping={"json": json.dumps(state, default=str), "at": now})
         pipe.sadd(SOURCES, *states)
-        pipe.execute()
 
     def source_states(self) -> dict[str, dict]:
         ids = sorted(x.decode() for x in self.r.smembers(SOURCES))
@@ -253,11 +259,24 @@ class Bus:
         return out
 
     def heartbeat(self, worker_id: str, info: dict, ttl_s: int = 15) -> None:
-        key = WORKERS + worker_id
         pipe = self.r.pipeline()
+        self._queue_heartbeat(pipe, worker_id, info, ttl_s)
+        pipe.execute()
+
+    def report(self, worker_id: str, info: dict, states: dict[str, dict], ttl_s: int = 15) -> None:
+        """A worker's heartbeat and its sources' states in one transaction: whoever reads a
+        source state naming this worker also finds the worker (two round trips left a gap
+        in which a source was live under a worker that did not yet exist)."""
+        pipe = self.r.pipeline(transaction=True)
+        self._queue_heartbeat(pipe, worker_id, info, ttl_s)
+        self._queue_source_states(pipe, states)
+        pipe.execute()
+
+    @staticmethod
+    def _queue_heartbeat(pipe, worker_id: str, info: dict, ttl_s: int) -> None:
+        key = WORKERS + worker_id
         pipe.hset(key, mapping={"json": json.dumps(info, default=str), "at": time.time()})
         pipe.expire(key, ttl_s)
-        pipe.execute()
 
     def workers(self) -> dict[str, dict]:
         """Live workers (their heartbeats have not expired): id -> what each last

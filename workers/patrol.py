@@ -226,8 +226,7 @@ class PatrolWorker:
                 st["lag_s"] = round(lag, 2) if lag is not None else None
                 st["lagging"] = lag is not None and st["state"] == "live" and lag > LAGGING_FACTOR * st["interval_s"]
                 states[sid] = st
-            self.bus.set_source_states(states)
-            self.bus.heartbeat(self.worker_id, self._heartbeat_info(), ttl_s=self.heartbeat_ttl_s)
+            self.bus.report(self.worker_id, self._heartbeat_info(), states, ttl_s=self.heartbeat_ttl_s)
         except (redis.ConnectionError, redis.TimeoutError) as err:
             self.quiet.warning("report", "cannot report state: %s", err)
 
