@@ -821,10 +821,13 @@ def cmd_train(args) -> int:
 
             real_train = Path(args.real) / "images" / "train"
             try:
-                data = with_extra_train(data, real_train, run / "data.yaml", repeat=args.real_repeat)
+                data = with_extra_train(data, real_train, run / "data.yaml", repeat=args.real_repeat,
+                                        negative_repeat=args.negative_repeat)
             except DataError as err:
                 return _fail(f"{err} (run `patrol real-set fetch` first)")
             times = f", each {args.real_repeat} times an epoch" if args.real_repeat > 1 else ""
+            if args.negative_repeat is not None:
+                times += f"; those with no violation {args.negative_repeat} times"
             print(f"patrol train: with {len(pictures_in(real_train))} real training pictures from {real_train}"
                   f"{times}", flush=True)
         budget = (f"a time budget of {args.hours:g} h (at most {args.epochs} epochs; the schedule is fitted after "
@@ -1099,6 +1102,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--real-repeat", type=int, default=1, metavar="N",
                    help="--real: show each real picture N times an epoch (a few hundred real pictures weigh "
                         "as much as thousands of rendered ones)")
+    t.add_argument("--negative-repeat", type=int, metavar="N",
+                   help="--real: show each real picture without a violation N times an epoch instead "
+                        "(default: as --real-repeat); more weighs false sightings more")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--hours", type=float, help="time budget; the schedule is fitted to it")
     t.add_argument("--imgsz", type=int, help="input size (default: the settings' model.imgsz, 320)")

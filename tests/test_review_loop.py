@@ -142,6 +142,36 @@ def test_extra_training_pictures_can_weigh_more_than_once(tmp_path):
         with_extra_train(tmp_path / "set/data.yaml", tmp_path / "real/images/train", tmp_path / "mix.yaml", repeat=0)
 
 
+def test_pictures_without_a_violation_can_weigh_more_than_those_with_one(tmp_path):
+    import cv2
+    import numpy as np
+    import yaml
+    from ultralytics.data.dataset import YOLODataset
+
+    from training.train import DataError, with_extra_train
+
+    for folder in ("set/images/train", "set/images/val", "real/images/train", "real/labels/train"):
+        (tmp_path / folder).mkdir(parents=True)
+    for name in ("stall", "facade", "sky"):
+        cv2.imwrite(str(tmp_path / "real/images/train" / f"{name}.jpg"), np.zeros((64, 64, 3), np.uint8))
+    (tmp_path / "real/labels/train/stall.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "real/labels/train/facade.txt").write_text("")  # an empty label file: no violation
+    # (sky.jpg has no label file at all, which ultralytics also reads as a picture without boxes)
+    (tmp_path / "set/data.yaml").write_text(f"path: {tmp_path / 'set'}\ntrain: images/train\nval: images/val\nnames: {{0: a}}\n")
+    out = with_extra_train(tmp_path / "set/data.yaml", tmp_path / "real/images/train", tmp_path / "mix.yaml",
+                           repeat=2, negative_repeat=3)
+    listing = yaml.safe_load(out.read_text())["train"][1]
+    samples = YOLODataset(img_path=listing, data={"names": {0: "a"}, "channels": 3}, imgsz=64, augment=False)
+    assert sorted(Path(f).name for f in samples.im_files) == ["facade.jpg"] * 3 + ["sky.jpg"] * 3 + ["stall.jpg"] * 2
+    # without negative_repeat every picture weighs as --real-repeat says
+    out = with_extra_train(tmp_path / "set/data.yaml", tmp_path / "real/images/train", tmp_path / "mix.yaml", repeat=2)
+    names = [Path(line).name for line in Path(yaml.safe_load(out.read_text())["train"][1]).read_text().split()]
+    assert sorted(names) == ["facade.jpg"] * 2 + ["sky.jpg"] * 2 + ["stall.jpg"] * 2
+    with pytest.raises(DataError, match="negative_repeat"):
+        with_extra_train(tmp_path / "set/data.yaml", tmp_path / "real/images/train", tmp_path / "mix.yaml",
+                         negative_repeat=0)
+
+
 def test_rejected_pictures_are_a_set_share_of_an_epoch():
     from bench.review_loop import HARD_NEGATIVE_SHARE, hard_negative_repeat
 

@@ -115,16 +115,22 @@ def train(data_yaml: str | Path, out: str | Path, model: str = "yolo11n.yaml", e
     return out / name / "weights" / "best.pt"
 
 
-def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repeat: int = 1) -> Path:
+def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repeat: int = 1,
+                     negative_repeat: int | None = None) -> Path:
     """A copy of ``data_yaml`` whose training pictures also include ``extra_images`` (a folder of
     a YOLO layout: its labels in the matching ``labels`` folder). Validation is unchanged.
 
     ``repeat`` > 1 lists each extra picture that many times (in ``<out stem>-extra.txt`` beside
-    ``out``), so that a small real set weighs as much in an epoch as a large rendered one."""
+    ``out``), so that a small real set weighs as much in an epoch as a large rendered one.
+    ``negative_repeat`` lists the pictures with no box (no-violation streets, facades, skies)
+    that many times instead: the false sightings they stand for are what a city's analysts
+    pay for, so they may weigh more than the positives."""
     data_yaml = Path(data_yaml)
     extra_images = Path(extra_images)
-    if repeat < 1:
-        raise DataError(f"repeat must be at least 1, not {repeat}")
+    negative_repeat = repeat if negative_repeat is None else negative_repeat
+    for name, n in (("repeat", repeat), ("negative_repeat", negative_repeat)):
+        if n < 1:
+            raise DataError(f"{name} must be at least 1, not {n}")
     pictures = pictures_in(extra_images)
     if not pictures:
         raise DataError(f"{extra_images}: no training pictures")
@@ -135,9 +141,12 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repea
     trains = data["train"] if isinstance(data["train"], list) else [data["train"]]
     extra = str(extra_images.resolve())
     out.parent.mkdir(parents=True, exist_ok=True)
-    if repeat > 1:  # ultralytics keeps a file listed twice as two samples
+    if repeat > 1 or negative_repeat > 1:  # ultralytics keeps a file listed twice as two samples
+        labels = labels_folder(extra_images)
+        times = [negative_repeat if is_negative(labels / f"{f.stem}.txt") else repeat for f in pictures]
         listing = out.with_name(f"{out.stem}-extra.txt")
-        listing.write_text("".join(f"{f.resolve()}\n" for _ in range(repeat) for f in pictures), encoding="utf-8")
+        listing.write_text("".join(f"{f.resolve()}\n" for f, n in zip(pictures, times) for _ in range(n)),
+                           encoding="utf-8")
         extra = str(listing.resolve())
     data["train"] = [str((root / t).resolve()) for t in trains] + [extra]
     data["val"] = [str((root / v).resolve()) for v in (data["val"] if isinstance(data["val"], list) else [data["val"]])]
@@ -149,6 +158,22 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repea
 # -- checks before a run ---------------------------------------------------------------------
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def labels_folder(images: Path) -> Path:
+    """Where a YOLO layout keeps the labels of the pictures in ``images`` (.../images/x -> .../labels/x),
+    as ultralytics finds them."""
+    parts = list(Path(images).resolve().parts)
+    if "images" not in parts:
+        raise DataError(f"{images}: not a YOLO layout (no 'images' folder in the path)")
+    i = len(parts) - 1 - parts[::-1].index("images")
+    parts[i] = "labels"
+    return Path(*parts)
+
+
+def is_negative(label_file: Path) -> bool:
+    """A picture with no box: its label file is missing or holds no line."""
+    return not label_file.is_file() or not label_file.read_text(encoding="utf-8").strip()
 
 
 def pictures_in(folder: Path) -> list[Path]:
