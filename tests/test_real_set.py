@@ -137,6 +137,17 @@ def test_eval_real_counts_what_the_rules_accept(small_set, tmp_path):
     assert result["recall"]["illegal_construction"]["found"] == int("illegal_construction" in boxed["found"])
     # found implies raised: a labelled type is found only through a detection the rules accepted
     assert set(boxed["found"]) <= set(boxed["raised"])
+    # the operating curve: at no shift it is the figures above; a higher floor never sees more
+    curve = {point["floor_shift"]: point for point in result["operating_curve"]}
+    assert curve[0.0]["no_violation"]["with_event"] == neg["all"]["with_event"]
+    assert curve[0.0]["recall"]["illegal_construction"]["found"] == result["recall"]["illegal_construction"]["found"]
+    shifts = sorted(curve)
+    assert shifts[0] < 0 < shifts[-1]
+    sightings = [curve[k]["no_violation"]["with_event"] for k in shifts]
+    assert sightings == sorted(sightings, reverse=True)
+    for k in shifts:
+        assert set(by_id["boxed"]["at_shift"].get(str(k), boxed)["found"]) <= set(
+            by_id["boxed"]["at_shift"].get(str(k), boxed)["raised"])
 
 
 def test_a_detection_elsewhere_does_not_find_a_labelled_box():
@@ -164,6 +175,33 @@ def test_a_detection_elsewhere_does_not_find_a_labelled_box():
     assert judge_picture(parts, image, far, rules)["found"] == []
     assert judge_picture(parts, image, far, rules)["raised"] == ["illegal_construction"]
     assert judge_picture(parts, image, near, rules)["found"] == ["illegal_construction"]
+
+
+def test_a_higher_confidence_floor_drops_a_weak_sighting():
+    import cv2
+    import numpy as np
+
+    from training.evaluate_real import shifted_rules
+
+    # A stand-in detector again (the test fixes the confidence): a scaffold at 0.40, above
+    # illegal construction's floor of 0.35 and below it once the floor moves up by 0.10.
+    class Weak:
+        version = "test"
+
+        def detect(self, images):
+            from vision.detections import Detections
+            return [Detections(np.array([[10, 10, 60, 60]], np.float32), np.array([0.40], np.float32),
+                               np.array([3], np.int32), ["scaffold"])]
+
+    parts = Parts(load_settings(None))
+    parts.__dict__["detector"] = Weak()
+    image = cv2.imread(str(SKIMAGE / "data/astronaut.png"))
+    near = [(3, 35 / 512, 35 / 512, 50 / 512, 50 / 512)]
+    verdict = judge_picture(parts, image, near, shifted_rules(parts.rules, 0.0),
+                            {k: shifted_rules(parts.rules, k) for k in (-0.05, 0.10)})
+    assert verdict["found"] == ["illegal_construction"]
+    assert verdict["at_shift"]["-0.05"]["found"] == ["illegal_construction"]
+    assert verdict["at_shift"]["0.1"] == {"raised": [], "found": []}
 
 
 def test_patrol_eval_real_json(small_set, tmp_path, capsys):

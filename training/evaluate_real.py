@@ -15,6 +15,7 @@ figure is an upper bound of what a source's stream would raise.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -42,9 +43,34 @@ def _answers(det, truth) -> bool:
     return _iou(det, truth) >= MATCH_IOU or (truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3])
 
 
-def judge_picture(parts: Parts, image, rows, rules_by_type: dict[str, EventRule]) -> dict:
+# The operating curve: every rule's confidence floor moved by the same amount. It shows what a
+# deployment buys and pays by raising or lowering `rules.<type>.min_confidence`, and compares two
+# models at the same rate of false sightings. It is reported, never used to choose the defaults
+# (that would tune them on the eval scenes). Below the detector's own `model.conf` nothing is seen.
+FLOOR_SHIFTS = (-0.10, -0.05, 0.0, 0.05, 0.10, 0.15)
+
+
+def shifted_rules(rules, shift: float) -> dict[str, EventRule]:
+    return {r.event_type: EventRule(replace(r, min_confidence=round(r.min_confidence + shift, 4)), [], "real")
+            for r in rules}
+
+
+def _verdict(frame: Frame, dets, truths: dict[str, list], rules_by_type: dict[str, EventRule]) -> tuple[list, list]:
+    raised, found = [], []
+    for et, rule in rules_by_type.items():
+        accepted = [box for group in rule.relevant(frame, dets).values() for box in group.xyxy.tolist()]
+        if accepted:
+            raised.append(et)
+        if any(_answers(d, t) for d in accepted for t in truths.get(et, [])):
+            found.append(et)
+    return sorted(raised), sorted(found)
+
+
+def judge_picture(parts: Parts, image, rows, rules_by_type: dict[str, EventRule],
+                  shifted: dict[float, dict[str, EventRule]] | None = None) -> dict:
     """The event types the rules accept on this picture, and which labelled event types were
-    answered by an accepted detection on one of their boxes."""
+    answered by an accepted detection on one of their boxes; with ``shifted`` (floor shift ->
+    rules), the same under each of those rule sets (``at_shift``), from the same detections."""
     h, w = image.shape[:2]
     dets = parts.detector.detect([image])[0]
     frame = Frame(source_id="real", ts=0.0, image=image)
@@ -53,16 +79,14 @@ def judge_picture(parts: Parts, image, rows, rules_by_type: dict[str, EventRule]
         et = event_type_of(c, parts.rules)
         if et:
             truths[et].append(((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h))
-    raised, found = [], []
-    for et, rule in rules_by_type.items():
-        accepted = [box for group in rule.relevant(frame, dets).values() for box in group.xyxy.tolist()]
-        if accepted:
-            raised.append(et)
-        if any(_answers(d, t) for d in accepted for t in truths.get(et, [])):
-            found.append(et)
-    return {"raised": sorted(raised), "truth": sorted(truths), "found": sorted(found),
-            "detections": [[lab, round(float(c), 3), *[round(float(v), 1) for v in box]]
-                           for lab, c, box in zip(dets.labels, dets.confidence, dets.xyxy)]}
+    raised, found = _verdict(frame, dets, truths, rules_by_type)
+    verdict = {"raised": raised, "truth": sorted(truths), "found": found,
+               "detections": [[lab, round(float(c), 3), *[round(float(v), 1) for v in box]]
+                              for lab, c, box in zip(dets.labels, dets.confidence, dets.xyxy)]}
+    if shifted:
+        verdict["at_shift"] = {str(k): dict(zip(("raised", "found"), _verdict(frame, dets, truths, rules)))
+                               for k, rules in shifted.items()}
+    return verdict
 
 
 def _group(p: RealPicture) -> str:
@@ -84,8 +108,11 @@ def evaluate_real(parts: Parts, dataset: Path, split: str = "eval", manifest: Pa
     if not pictures:
         raise FileNotFoundError(f"the manifest has no pictures in split {split!r}")
     rules_by_type = {r.event_type: EventRule(r, [], "real") for r in parts.rules}
+    shifted = {k: shifted_rules(parts.rules, k) for k in FLOOR_SHIFTS if k != 0.0}
     recall: dict[str, dict] = defaultdict(lambda: {"positives": 0, "found": 0})
     negatives: dict[str, dict] = defaultdict(lambda: {"pictures": 0, "with_event": 0})
+    curve = {k: {"positives": defaultdict(int), "found": defaultdict(int), "negatives": 0, "with_event": 0}
+             for k in FLOOR_SHIFTS}
     per_picture, missing = [], []
     for i, p in enumerate(pictures):
         path = dataset / "images" / p.split / f"{p.id}{p.suffix}"
@@ -94,17 +121,25 @@ def evaluate_real(parts: Parts, dataset: Path, split: str = "eval", manifest: Pa
             missing.append(p.id)
             continue
         rows = label_rows(p.id, labels)
-        verdict = judge_picture(parts, image, rows, rules_by_type)
+        verdict = judge_picture(parts, image, rows, rules_by_type, shifted)
+        at_shift = {k: verdict["at_shift"][str(k)] if k else verdict for k in FLOOR_SHIFTS}
         if p.kind == "negative":
             for key in ("all", p.camera):
                 negatives[key]["pictures"] += 1
                 negatives[key]["with_event"] += bool(verdict["raised"])
+            for k, v in at_shift.items():
+                curve[k]["negatives"] += 1
+                curve[k]["with_event"] += bool(v["raised"])
         else:
             for et in verdict["truth"]:
                 name = f"{et} ({_group(p)})" if et == "dust" and _group(p) != "real" else et
                 for key in (name, f"{name}/{p.camera}"):
                     recall[key]["positives"] += 1
                     recall[key]["found"] += et in verdict["found"]
+                if name == et:  # the curve follows the event types proper (no smoke, no sandstorms)
+                    for k, v in at_shift.items():
+                        curve[k]["positives"][et] += 1
+                        curve[k]["found"][et] += et in v["found"]
         per_picture.append({"id": p.id, "kind": p.kind, "camera": p.camera, "scene": p.scene, **verdict,
                             "labels": [list(r) for r in rows]})
         if progress:
@@ -118,12 +153,21 @@ def evaluate_real(parts: Parts, dataset: Path, split: str = "eval", manifest: Pa
         v["share"] = round(v["with_event"] / v["pictures"], 4) if v["pictures"] else None
     result = {"split": split, "pictures": len(per_picture), "scenes": len({p.scene for p in pictures}),
               "recall": dict(sorted(recall.items())), "no_violation": dict(sorted(negatives.items())),
+              "operating_curve": [_curve_point(k, c) for k, c in curve.items()],
               "per_picture": per_picture}
     if boxes and split != "all" and any(p.kind == "positive" for p in pictures):
         val = dataset / f"data-{split}.yaml"
         val.write_text((dataset / "data.yaml").read_text().replace("val: images/eval", f"val: images/{split}"))
         result["boxes"] = evaluate_boxes(parts.settings.model.weights, val, parts.settings.model.imgsz, out)
     return result
+
+
+def _curve_point(shift: float, c: dict) -> dict:
+    return {"floor_shift": shift,
+            "no_violation": {"pictures": c["negatives"], "with_event": c["with_event"],
+                             "share": round(c["with_event"] / c["negatives"], 4) if c["negatives"] else None},
+            "recall": {et: {"positives": n, "found": c["found"][et], "recall": round(c["found"][et] / n, 4)}
+                       for et, n in sorted(c["positives"].items())}}
 
 
 def real_report_lines(r: dict) -> list[str]:
@@ -139,6 +183,18 @@ def real_report_lines(r: dict) -> list[str]:
     lines += ["", "Real no-violation pictures on which the rules accept any detection (each a false sighting):", "",
               "| camera | pictures | with an event | share |", "| --- | --- | --- | --- |"]
     lines += [f"| {k} | {v['pictures']} | {v['with_event']} | {v['share']} |" for k, v in r["no_violation"].items()]
+    if r.get("operating_curve"):
+        types = sorted({et for point in r["operating_curve"] for et in point["recall"]})
+        lines += ["", "Every rule's confidence floor moved by the same amount (`rules.<type>.min_confidence`; "
+                  "nothing below the detector's `model.conf` is seen):", "",
+                  "| floor shift | no-violation pictures with a sighting | " + " | ".join(types) + " |",
+                  "| --- | --- |" + " --- |" * len(types)]
+        for point in r["operating_curve"]:
+            nv = point["no_violation"]
+            cells = [f"{point['recall'][et]['found']}/{point['recall'][et]['positives']}" if et in point["recall"]
+                     else "-" for et in types]
+            lines.append(f"| {point['floor_shift']:+.2f} | {nv['with_event']}/{nv['pictures']} ({nv['share']:.1%}) | "
+                         + " | ".join(cells) + " |")
     return lines
 
 
