@@ -150,54 +150,56 @@ def test_eval_real_counts_what_the_rules_accept(small_set, tmp_path):
             by_id["boxed"]["at_shift"].get(str(k), boxed)["raised"])
 
 
+class OneScaffold:
+    """The detector's answer fixed by the test (a stand-in, not the model): one scaffold at
+    (10, 10)-(60, 60) with the given confidence. What the tests below check is how the rules
+    and the matching treat a known box, which the model cannot be made to give."""
+
+    version = "test"
+
+    def __init__(self, confidence: float):
+        self.confidence = confidence
+
+    def detect(self, images):
+        import numpy as np
+
+        from vision.detections import Detections
+        return [Detections(np.array([[10, 10, 60, 60]], np.float32), np.array([self.confidence], np.float32),
+                           np.array([3], np.int32), ["scaffold"])]
+
+
+def _parts_seeing(confidence: float) -> Parts:
+    parts = Parts(load_settings(None))
+    parts.__dict__["detector"] = OneScaffold(confidence)
+    return parts
+
+
+NEAR = [(3, 35 / 512, 35 / 512, 50 / 512, 50 / 512)]  # a scaffold labelled where the box is
+
+
 def test_a_detection_elsewhere_does_not_find_a_labelled_box():
     import cv2
-    import numpy as np
 
     from vision.rules import EventRule
 
-    # The detector's answer is fixed by the test (a stand-in, not the model): what is checked
-    # is the matching of an accepted detection to a labelled box, which needs a known box.
-    class Seen:
-        version = "test"
-
-        def detect(self, images):
-            from vision.detections import Detections
-            return [Detections(np.array([[10, 10, 60, 60]], np.float32), np.array([0.9], np.float32),
-                               np.array([3], np.int32), ["scaffold"])]
-
-    parts = Parts(load_settings(None))
-    parts.__dict__["detector"] = Seen()
+    parts = _parts_seeing(0.9)
     image = cv2.imread(str(SKIMAGE / "data/astronaut.png"))
     rules = {r.event_type: EventRule(r, [], "t") for r in parts.rules}
     far = [(3, 0.8, 0.8, 0.2, 0.2)]  # a scaffold labelled in the lower right corner
-    near = [(3, 35 / 512, 35 / 512, 50 / 512, 50 / 512)]
     assert judge_picture(parts, image, far, rules)["found"] == []
     assert judge_picture(parts, image, far, rules)["raised"] == ["illegal_construction"]
-    assert judge_picture(parts, image, near, rules)["found"] == ["illegal_construction"]
+    assert judge_picture(parts, image, NEAR, rules)["found"] == ["illegal_construction"]
 
 
 def test_a_higher_confidence_floor_drops_a_weak_sighting():
     import cv2
-    import numpy as np
 
     from training.evaluate_real import shifted_rules
 
-    # A stand-in detector again (the test fixes the confidence): a scaffold at 0.40, above
-    # illegal construction's floor of 0.35 and below it once the floor moves up by 0.10.
-    class Weak:
-        version = "test"
-
-        def detect(self, images):
-            from vision.detections import Detections
-            return [Detections(np.array([[10, 10, 60, 60]], np.float32), np.array([0.40], np.float32),
-                               np.array([3], np.int32), ["scaffold"])]
-
-    parts = Parts(load_settings(None))
-    parts.__dict__["detector"] = Weak()
+    # 0.40: above illegal construction's floor of 0.35, below it once the floor moves up by 0.10
+    parts = _parts_seeing(0.40)
     image = cv2.imread(str(SKIMAGE / "data/astronaut.png"))
-    near = [(3, 35 / 512, 35 / 512, 50 / 512, 50 / 512)]
-    verdict = judge_picture(parts, image, near, shifted_rules(parts.rules, 0.0),
+    verdict = judge_picture(parts, image, NEAR, shifted_rules(parts.rules, 0.0),
                             {k: shifted_rules(parts.rules, k) for k in (-0.05, 0.10)})
     assert verdict["found"] == ["illegal_construction"]
     assert verdict["at_shift"]["-0.05"]["found"] == ["illegal_construction"]

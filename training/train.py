@@ -142,8 +142,10 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repea
     extra = str(extra_images.resolve())
     out.parent.mkdir(parents=True, exist_ok=True)
     if repeat > 1 or negative_repeat > 1:  # ultralytics keeps a file listed twice as two samples
-        labels = labels_folder(extra_images)
-        times = [negative_repeat if is_negative(labels / f"{f.stem}.txt") else repeat for f in pictures]
+        from ultralytics.data.utils import img2label_paths  # where ultralytics itself looks for them
+
+        labels = img2label_paths([str(f.resolve()) for f in pictures])
+        times = [negative_repeat if is_negative(Path(label)) else repeat for label in labels]
         listing = out.with_name(f"{out.stem}-extra.txt")
         listing.write_text("".join(f"{f.resolve()}\n" for f, n in zip(pictures, times) for _ in range(n)),
                            encoding="utf-8")
@@ -158,17 +160,6 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repea
 # -- checks before a run ---------------------------------------------------------------------
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-def labels_folder(images: Path) -> Path:
-    """Where a YOLO layout keeps the labels of the pictures in ``images`` (.../images/x -> .../labels/x),
-    as ultralytics finds them."""
-    parts = list(Path(images).resolve().parts)
-    if "images" not in parts:
-        raise DataError(f"{images}: not a YOLO layout (no 'images' folder in the path)")
-    i = len(parts) - 1 - parts[::-1].index("images")
-    parts[i] = "labels"
-    return Path(*parts)
 
 
 def is_negative(label_file: Path) -> bool:
