@@ -102,7 +102,10 @@ def judge(result: dict) -> dict:
 def machine() -> dict:
     import av
     import torch
-    import ultralytics
+
+    from vision.detector import import_ultralytics
+
+    ultralytics = import_ultralytics()
 
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or platform.machine())

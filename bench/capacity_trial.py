@@ -232,6 +232,9 @@ def run_ultralytics(spec: dict) -> dict:
     vid_stride=...)``: one predictor per sampling interval (vid_stride is one number per
     call), each iterated on its own thread, counting the batches it delivers."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    from vision.detector import import_ultralytics
+
+    import_ultralytics()
     from ultralytics import YOLO
 
     from core.settings import load_settings

@@ -847,6 +847,9 @@ def cmd_train(args) -> int:
         shutil.copyfile(best, dest)
         print(f"weights: {dest}")
         if args.onnx:
+            from vision.detector import import_ultralytics
+
+            import_ultralytics()
             from ultralytics import YOLO
 
             onnx = YOLO(str(dest)).export(format="onnx", imgsz=args.imgsz, dynamic=True, simplify=False)

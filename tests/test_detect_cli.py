@@ -67,3 +67,23 @@ def test_bench_detector_reports_a_cost_per_image():
     assert all(r["ms_per_image"] > 0 and r["cpu_ms_per_image"] > 0 for r in result["results"])
     assert all(r["weights"] == MODEL.name and r["runtime"] == "openvino" for r in result["results"])
     assert isinstance(result["vector_extensions"], list) and result["cores"] >= 1
+
+
+PT_WEIGHTS = MODEL.parent / MODEL.name.replace("_openvino_model", ".pt")
+
+
+@pytest.mark.skipif(not PT_WEIGHTS.exists(), reason="default .pt weights not in models/")
+def test_stdout_holds_only_json_on_a_machine_where_ultralytics_never_ran(tmp_path):
+    """On a fresh machine ultralytics announces the settings file it creates, through a log
+    handler bound to whatever stdout is when it is first imported; `--json` output is read by
+    programs, so that note must go to stderr. An empty YOLO_CONFIG_DIR is such a machine."""
+    import os
+
+    shed = still("fixed_illegal_construction", 20, tmp_path / "shed.jpg")
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "fresh-ultralytics"),
+           "PATROL_MODEL__WEIGHTS": str(PT_WEIGHTS)}
+    run = subprocess.run([sys.executable, "-m", "patrol.cli", "detect", str(shed), "--json"], capture_output=True,
+                         text=True, timeout=300, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "Ultralytics Settings" in run.stderr  # the note was made, and went to stderr
+    assert json.loads(run.stdout)["image"] == str(shed)

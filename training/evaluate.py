@@ -179,6 +179,9 @@ def example_frames(weights: Path, images: Path, imgsz: int, conf: float, path: P
     in colour with label and confidence, so a person sees what the numbers mean."""
     import cv2
     import numpy as np
+    from vision.detector import import_ultralytics
+
+    import_ultralytics()
     from ultralytics import YOLO
 
     files = sorted(images.glob("*.jpg"))[:count]
@@ -220,6 +223,9 @@ def evaluate_boxes(weights: Path, data_yaml: Path, imgsz: int, out: Path | None 
     import logging
     import sys
 
+    from vision.detector import import_ultralytics
+
+    import_ultralytics()
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 

@@ -92,6 +92,9 @@ def start_weights(source: Path, names: dict[int, str], out: Path, check_hash: bo
     """Write ``out``: an ultralytics checkpoint of ``yolov5n.yaml`` with our classes, its backbone
     and neck copied from ``source``. Returns what was copied, to be printed and recorded."""
     import torch
+    from vision.detector import import_ultralytics
+
+    import_ultralytics()
     from ultralytics import __version__
     from ultralytics.nn.tasks import DetectionModel
 

@@ -91,6 +91,9 @@ def train(data_yaml: str | Path, out: str | Path, model: str = "yolo11n.yaml", e
     ``resume`` continues an interrupted run from its last.pt (check it first with
     ``resume_problem``). ``callbacks`` maps ultralytics callback events to functions.
     """
+    from vision.detector import import_ultralytics
+
+    import_ultralytics()
     from ultralytics import YOLO
 
     out = Path(out).resolve()
@@ -252,6 +255,9 @@ def weights_classes(weights: str | Path) -> list[str]:
         except Exception as err:  # a folder without metadata.yaml, a broken file
             raise DataError(f"cannot read weights {weights}: {err}") from None
         return [names[i] for i in sorted(names)]
+    from vision.detector import import_ultralytics
+
+    import_ultralytics()
     from ultralytics import YOLO
 
     try:

@@ -8,8 +8,10 @@ cost is shared. Boxes come back in each sample's own pixels as ``Detections``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,17 @@ DEFAULT_WEIGHTS = MODELS / f"{DEFAULT_MODEL}_openvino_model"  # the fastest runt
 
 class DetectorError(RuntimeError):
     pass
+
+
+def import_ultralytics():
+    """Import ultralytics with its log on stderr. It logs to whatever ``sys.stdout`` is when it
+    is first imported (on a fresh machine: that it creates its settings file), and stdout belongs
+    to our commands: `patrol … --json` prints one JSON document there. Every import of
+    ultralytics in the project goes through here first."""
+    if "ultralytics" not in sys.modules:
+        with contextlib.redirect_stdout(sys.stderr):
+            import ultralytics  # noqa: F401  (binds its log handler to stderr, once per process)
+    return sys.modules["ultralytics"]
 
 
 def model_version(path: str | Path) -> str:
@@ -67,6 +80,7 @@ class Detector:
         import logging
 
         try:
+            import_ultralytics()
             from ultralytics import YOLO
             from ultralytics.utils import LOGGER
         except ModuleNotFoundError as err:  # the lean install runs exported models on the CPU only
