@@ -686,6 +686,8 @@ def cmd_bench(args) -> int:
     if args.what == "review-loop":
         return _bench_review_loop(args)
     settings = _settings(args)
+    if args.what == "samples":
+        return _bench_samples(args, settings)
     if args.what == "detector":
         weights = [Path(w) for w in args.weights] if args.weights else [settings.model.weights]
         missing = [str(w) for w in weights if not w.exists()]
@@ -702,6 +704,21 @@ def cmd_bench(args) -> int:
             for r in result["results"]:
                 print(f"  {r['weights']:<28} {r['runtime']:<20} batch {r['batch']:>3}: {r['ms_per_image']:7.2f} "
                       f"ms/image, {r['cpu_ms_per_image']:7.2f} ms CPU/image ({r['images_per_s']} images/s)")
+    return 0
+
+
+def _bench_samples(args, settings) -> int:
+    """bench samples: the sample clips against their ground truth, the model loaded once."""
+    from bench.samples import as_table, bench_samples
+    from core.wiring import Parts
+    from vision.detector import DetectorError
+
+    try:
+        report = bench_samples(Parts(settings), Path(args.samples),
+                               progress=lambda name: sys.stderr.write(f"  {name}\n"))
+    except (DetectorError, FileNotFoundError) as err:
+        return _fail(str(err))
+    print(json.dumps(report) if args.json else as_table(report))
     return 0
 
 
@@ -1029,10 +1046,12 @@ def build_parser() -> argparse.ArgumentParser:
     rs.set_defaults(fn=cmd_real_set)
 
     b = sub.add_parser("bench", help="benchmarks (figures for docs/benchmarks.md)")
-    b.add_argument("what", choices=["detector", "capacity", "soak", "decode", "review-loop"],
+    b.add_argument("what", choices=["detector", "capacity", "soak", "decode", "review-loop", "samples"],
                    help="detector: inference cost per image; capacity: sources one machine patrols in real time, "
                         "against ultralytics' streaming prediction; soak: memory over a long run; decode: CPU "
-                        "per key frame and per frame of the simulator's camera-cost media")
+                        "per key frame and per frame of the simulator's camera-cost media; review-loop: false cases on real "
+                        "footage before and after a fine-tune on their rejection; samples: the sample clips against "
+                        "their ground truth")
     b.add_argument("--weights", nargs="+", help="weights files to compare (.pt, .onnx, OpenVINO folder)")
     b.add_argument("--imgsz", type=int)
     b.add_argument("--threads", type=int, help="detector: inference threads of an export (default: model.threads)")
@@ -1057,7 +1076,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--gop", action="append", metavar="PROFILE=S",
                    help="capacity: key-frame interval of a media profile, e.g. hd720=2 (main1080, sub360, hd720, drone1080)")
     b.add_argument("--cache", default=str(ROOT / ".cache" / "sim"), help="capacity: prepared camera-cost media")
-    b.add_argument("--samples", default=str(ROOT / "sample_videos"), help="capacity: the clips the sources play")
+    b.add_argument("--samples", default=str(ROOT / "sample_videos"), help="capacity: the clips the sources play; samples: the clips analysed")
     b.add_argument("--profile", metavar="DIR", help="capacity: profile the pipeline at its sustained N with py-spy")
     b.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
     b.add_argument("--out", help="capacity/soak: also write the JSON report here; review-loop: its folder "
