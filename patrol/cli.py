@@ -774,6 +774,8 @@ def cmd_train(args) -> int:
     run = Path(args.project) / args.name
     last = run / "weights" / "last.pt"
     extra = {"time": args.hours} if args.hours else {}
+    # a fine-tune of a trained model may want a gentler start than a run from scratch
+    extra.update({k: v for k, v in (("lr0", args.lr0), ("warmup_epochs", args.warmup_epochs)) if v is not None})
     args.imgsz = args.imgsz or _settings(args).model.imgsz  # train at the size the product detects at
     if args.resume:
         problem = resume_problem(last)
@@ -1131,6 +1133,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hours", type=float, help="time budget; the schedule is fitted to it")
     t.add_argument("--imgsz", type=int, help="input size (default: the settings' model.imgsz, 320)")
     t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--lr0", type=float, help="initial learning rate (default 0.002, AdamW)")
+    t.add_argument("--warmup-epochs", type=float, help="epochs of learning-rate warm-up (default 1)")
     t.add_argument("--project", default=str(ROOT / "runs" / "detect"))
     t.add_argument("--name", default="train")
     t.add_argument("--resume", action="store_true",

@@ -363,7 +363,7 @@ def test_fine_tune_on_the_export_gives_weights_the_detector_loads(city, exported
     dest = tmp_path / "city.pt"
     rc = main(["--config", str(city.config), "train", "--data", str(out / "data.yaml"), "--epochs", "1",
                "--imgsz", "64", "--batch", "4", "--project", str(tmp_path / "runs"), "--name", "smoke",
-               "--output", str(dest)])
+               "--output", str(dest), "--lr0", "0.0005", "--warmup-epochs", "0"])
     text = capsys.readouterr().out
     assert rc == 0, text
     # the configured model, not from scratch: the PyTorch weights behind the deployed OpenVINO export
@@ -371,6 +371,8 @@ def test_fine_tune_on_the_export_gives_weights_the_detector_loads(city, exported
     assert trainable_weights(city.parts.settings.model.weights).suffix == ".pt"
     assert "training and" in text and "1 epochs at 64 px, batch 4" in text and "--resume --name smoke" in text
     assert "validation after epoch 1: precision" in text
+    used = yaml.safe_load((tmp_path / "runs" / "smoke" / "args.yaml").read_text())
+    assert (used["lr0"], used["warmup_epochs"]) == (0.0005, 0)  # a gentle fine-tune, as asked
     detector = Detector(dest, imgsz=64)
     assert detector.names == list(CLASSES)
     assert len(detector.detect([cv2.imread(str(next(out.glob("images/train/*.jpg"))))])) == 1
