@@ -11,15 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from core.analyze import analyze_video, load_zones
+from core.analyze import analyze_video, side_files
 from core.wiring import Parts
-
-
-def _truth(clip: Path) -> dict:
-    path = clip.with_suffix(".json")
-    if not path.exists():
-        raise FileNotFoundError(f"{clip.name} has no ground truth ({path.name})")
-    return json.loads(path.read_text())
 
 
 def bench_samples(parts: Parts, folder: Path, progress: Callable[[str], None] | None = None) -> dict:
@@ -38,20 +31,12 @@ def bench_samples(parts: Parts, folder: Path, progress: Callable[[str], None] | 
 
 def _one(parts: Parts, clip: Path, progress: Callable[[str], None] | None) -> dict:
     """One clip, in a store of its own (a benchmark never writes into the city's cases)."""
-    folder = clip.parent
-    truth = _truth(clip)
+    truth = json.loads(clip.with_suffix(".json").read_text())
     kind = truth["source_kind"]
-    extra: dict = {}
-    if (srt := clip.with_suffix(".SRT")).exists():
-        extra["srt"] = srt
-    if (track := folder / f"{clip.stem}.track.csv").exists():
-        extra["track"] = track
-    if (zones := folder / f"{clip.stem}.zones.yaml").exists():
-        extra["zones"] = load_zones(zones)
     if progress:
         progress(clip.name)
     started = time.perf_counter()
-    analysis = analyze_video(parts, clip, kind=kind, **extra)
+    analysis = analyze_video(parts, clip, kind=kind, **side_files(clip))
     took = time.perf_counter() - started
     return {
         "clip": clip.name, "kind": kind,

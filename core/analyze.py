@@ -50,6 +50,19 @@ def load_zones(path: str | Path) -> list[Zone]:
     return zones
 
 
+def side_files(video: Path) -> dict:
+    """What lies beside a clip for ``analyze_video``: X.SRT (drone telemetry), X.track.csv
+    (a vehicle's or phone's track) and X.zones.yaml, as its keyword arguments."""
+    found: dict = {}
+    if (srt := video.with_suffix(".SRT")).exists():
+        found["srt"] = srt
+    if (track := video.with_name(f"{video.stem}.track.csv")).exists():
+        found["track"] = track
+    if (zones := video.with_name(f"{video.stem}.zones.yaml")).exists():
+        found["zones"] = load_zones(zones)
+    return found
+
+
 def analyze_video(parts: Parts, video: str | Path, kind: str = "fixed", srt: str | Path | None = None,
                   zones: list[Zone] = (), location: GeoPoint | None = None, interval_s: float | None = None,
                   source_id: str | None = None, progress: Callable[[float, float | None], None] | None = None,

@@ -125,3 +125,38 @@ def test_api_models_never_import_the_routes():
            for module, line in imported(ast.parse(path.read_text(encoding="utf-8"), str(path)))
            if module.startswith(("api.routers", "api.app"))]
     assert not bad, "models sit below the routes:\n" + "\n".join(bad)
+
+
+def unguarded_ultralytics_imports(root: Path = ROOT) -> list[str]:
+    """Imports of ultralytics in a function that has not called ``import_ultralytics()`` on an
+    earlier line: the first such import in a process would bind ultralytics' log to stdout,
+    which our `--json` commands own (vision/detector.py says why)."""
+    found = []
+    for pkg in packages(root):
+        for path in sorted((root / pkg).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                       and n.name != "import_ultralytics"):  # the guard itself
+                guards = [n.lineno for n in ast.walk(fn) if isinstance(n, ast.Call)
+                          and getattr(n.func, "id", getattr(n.func, "attr", None)) == "import_ultralytics"]
+                for module, line in imported(fn):
+                    if module.split(".")[0] == "ultralytics" and not any(g < line for g in guards):
+                        found.append(f"{path.relative_to(root)}:{line} imports {module}")
+            top_level = [(m, line) for node in tree.body for m, line in imported(node)
+                         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+            found += [f"{path.relative_to(root)}:{line} imports {m} at module level" for m, line in top_level
+                      if m.split(".")[0] == "ultralytics"]
+    return sorted(set(found))
+
+
+def test_every_import_of_ultralytics_goes_through_import_ultralytics():
+    assert unguarded_ultralytics_imports() == []
+
+
+def test_the_ultralytics_check_finds_an_unguarded_import(tmp_path):
+    pkg = tmp_path / "lab"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "m.py").write_text("def late():\n    from ultralytics import YOLO\n    import_ultralytics()\n\n"
+                              "def guarded():\n    import_ultralytics()\n    from ultralytics import YOLO\n")
+    assert unguarded_ultralytics_imports(tmp_path) == ["lab/m.py:2 imports ultralytics"]

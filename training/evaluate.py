@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.analyze import analyze_video, load_zones
+from core.analyze import analyze_video, side_files
 from core.wiring import Parts
 from vision.classes import CLASS_ID, CLASSES
 
@@ -123,12 +123,8 @@ def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], N
     with tempfile.TemporaryDirectory(prefix="patrol-eval-") as tmp:
         for i, video in enumerate(videos):
             truth = json.loads(video.with_suffix(".json").read_text())
-            srt = video.with_suffix(".SRT")
-            zones_file = video.with_name(video.stem + ".zones.yaml")
             run_parts = parts.fork(f"sqlite:///{Path(tmp) / f'{i}.db'}", Path(tmp) / "evidence")
-            result = analyze_video(run_parts, video, kind=truth.get("source_kind", "fixed"),
-                                   srt=srt if srt.exists() else None,
-                                   zones=load_zones(zones_file) if zones_file.exists() else [])
+            result = analyze_video(run_parts, video, kind=truth.get("source_kind", "fixed"), **side_files(video))
             scores = score_video(truth, result.cases, result.opened_at)
             for et, s in scores.items():
                 total.setdefault(et, EventScore()).add(s)

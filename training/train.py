@@ -145,6 +145,9 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repea
     extra = str(extra_images.resolve())
     out.parent.mkdir(parents=True, exist_ok=True)
     if repeat > 1 or negative_repeat > 1:  # ultralytics keeps a file listed twice as two samples
+        from vision.detector import import_ultralytics
+
+        import_ultralytics()
         from ultralytics.data.utils import img2label_paths  # where ultralytics itself looks for them
 
         labels = img2label_paths([str(f.resolve()) for f in pictures])

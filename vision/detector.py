@@ -86,8 +86,8 @@ class Detector:
         except ModuleNotFoundError as err:  # the lean install runs exported models on the CPU only
             raise DetectorError(f"cannot load model {weights}: {_ultralytics_needed(weights, self.device)}") from err
 
-        # ultralytics tells on stdout which runtime it loads ("Loading … for OpenVINO inference"):
-        # stdout belongs to our commands (`patrol detect --json` prints one JSON line per image)
+        # ultralytics tells which runtime it loads on every model load ("Loading … for OpenVINO
+        # inference"): noise in a worker's log, so only its warnings are kept
         LOGGER.setLevel(logging.WARNING)
         try:
             self.model = YOLO(str(weights), task="detect")
