@@ -315,3 +315,13 @@ def test_the_committed_real_set_is_consistent_and_large_enough():
     assert len(positives) >= 300
     assert all(n >= 50 for n in with_type.values()), with_type
     assert dust_in_eval >= 30, dust_in_eval
+
+
+def test_the_data_card_lists_every_source_as_the_manifest_has_it():
+    """training/real/DATA.md's table of origins is `patrol real-set sources` of the committed
+    manifest: a picture added without the table, or the table edited by hand, fails here."""
+    from training.real_set import HERE, MANIFEST, sources_table
+
+    card = (HERE / "DATA.md").read_text(encoding="utf-8")
+    assert "\n".join(sources_table(load_manifest(MANIFEST))) in card, \
+        "DATA.md's sources table is stale: paste `patrol real-set sources` over it"
