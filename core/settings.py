@@ -27,6 +27,9 @@ class ModelSettings(BaseModel):
     weights: Path = DEFAULT_WEIGHTS
     imgsz: int = Field(320, ge=64, le=1920, multiple_of=32)
     conf: float = Field(0.25, gt=0, lt=1)
+    # a second look at this size at every sample on which the first look finds anything; only
+    # what both looks find is kept (vision/detector.py). 0: one look
+    confirm_imgsz: int = Field(416, ge=0, le=1920, multiple_of=32)
     device: str = "cpu"
     batch: int = Field(16, ge=1, le=256)
     # inference threads of an exported model (OpenVINO, ONNX Runtime); 0: the runtime's choice

@@ -90,7 +90,8 @@ class Parts:
         from vision.detector import Detector
 
         m = self.settings.model
-        return Detector(m.weights, imgsz=m.imgsz, conf=m.conf, device=m.device, max_batch=m.batch, threads=m.threads)
+        return Detector(m.weights, imgsz=m.imgsz, conf=m.conf, device=m.device, max_batch=m.batch, threads=m.threads,
+                        confirm_imgsz=m.confirm_imgsz)
 
     @cached_property
     def rules(self):

@@ -482,7 +482,7 @@ def cmd_eval(args) -> int:
     bar = (lambda what: (lambda d, n: sys.stderr.write(f"\r  {what} {d}/{n}" + ("\n" if d == n else ""))))
     try:
         parts = Parts(settings)
-        result = {"model": parts.detector.version}
+        result = {"model": parts.detector.version, "looks": parts.detector.looks}
     except DetectorError as err:
         return _fail(str(err))
     if not args.skip_boxes:
@@ -565,7 +565,7 @@ def _eval_real(args, settings) -> int:
            if d % 25 == 0 or d == n else None)
     try:
         parts = Parts(settings)
-        result = {"model": parts.detector.version,
+        result = {"model": parts.detector.version, "looks": parts.detector.looks,
                   "real": evaluate_real(parts, Path(args.real_dir), args.split, Path(args.manifest), progress=bar,
                                         out=out)}
     except (DetectorError, RealSetError, FileNotFoundError) as err:
@@ -581,7 +581,8 @@ def _eval_real(args, settings) -> int:
     public = {p.id for p in load_manifest(Path(args.manifest)) if shareable(p.licence)}
     sheets += failure_sheets(result["real"], Path(args.real_dir), out / "shareable", only=public)
     report = out / "report-real.md"
-    report.write_text("\n".join(["# Evaluation on real pictures", "", f"Model: `{result['model']}`", "",
+    report.write_text("\n".join(["# Evaluation on real pictures", "",
+                                  f"Model: `{result['model']}` at {result['looks']}", "",
                                   *real_report_lines(result["real"]), "",
                                   *[f"![{p.parent.name}]({p.relative_to(out)})" for p in sheets]]) + "\n",
                       encoding="utf-8")

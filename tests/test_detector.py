@@ -83,3 +83,39 @@ def test_the_default_weights_are_the_openvino_export():
 
     assert Settings().model.weights == DEFAULT_WEIGHTS == OPENVINO
     assert Detector(OPENVINO, max_batch=8).detect([frame_at("fixed_street_vending", 15).image] * 3)  # batches too
+
+
+def _dets(rows):
+    from vision.classes import CLASS_ID
+    from vision.detections import Detections
+
+    return Detections(np.array([r[2:] for r in rows], np.float32).reshape(-1, 4), np.array([r[1] for r in rows], np.float32),
+                      np.array([CLASS_ID[r[0]] for r in rows], np.int32), [r[0] for r in rows])
+
+
+def test_a_box_is_confirmed_only_by_the_same_class_at_the_same_place():
+    first = _dets([("scaffold", 0.6, 100, 100, 200, 300),   # seen again, a little larger: kept
+                   ("umbrella", 0.5, 400, 50, 460, 90),     # seen again as goods: not the same thing
+                   ("dust", 0.4, 10, 10, 60, 60),           # not seen again
+                   ("stall", 0.7, 300, 300, 340, 340)])     # inside a much larger stall box: kept
+    second = _dets([("scaffold", 0.3, 90, 95, 215, 320), ("scaffold", 0.8, 600, 100, 700, 300),
+                    ("goods", 0.9, 400, 50, 460, 90), ("stall", 0.45, 250, 250, 500, 500)])
+    kept = first.confirmed_by(second)
+    assert kept.labels == ["scaffold", "stall"]
+    assert kept.confidence.tolist() == pytest.approx([0.3, 0.45])  # the second look's, not the first's
+    assert kept.xyxy.tolist() == [[100, 100, 200, 300], [300, 300, 340, 340]]  # the first look's boxes
+    assert not len(first.confirmed_by(_dets([])))
+
+
+@needs_model
+def test_the_second_look_keeps_what_both_input_sizes_find():
+    frames = [frame_at("fixed_illegal_construction", 20), frame_at("fixed_no_violation", 10)]
+    images = [f.image for f in frames]
+    one = Detector(OPENVINO).detect(images)
+    at_416 = Detector(OPENVINO, imgsz=416).detect(images)
+    two = Detector(OPENVINO, confirm_imgsz=416).detect(images)
+    assert {"steel_shed", "scaffold"} & set(two[0].labels)  # a real shed is seen at both sizes
+    for first, second, both in zip(one, at_416, two):
+        expected = first.confirmed_by(second)
+        assert both.labels == expected.labels and np.allclose(both.confidence, expected.confidence)
+        assert len(both) <= len(first)

@@ -91,6 +91,7 @@ def test_the_environment_works_without_a_file(monkeypatch):
     ({"model": {"imgsz": 300}}, "model.imgsz", ["multiple of 32"]),
     ({"model": {"imgsz": "big"}}, "model.imgsz", ["integer"]),
     ({"model": {"conf": 1.5}}, "model.conf", ["less than 1"]),
+    ({"model": {"confirm_imgsz": 400}}, "model.confirm_imgsz", ["multiple of 32"]),
     ({"api": {"port": 0}}, "api.port", ["greater than or equal to 1"]),
     ({"cases": {"cooldown_s": -1}}, "cases.cooldown_s", []),
     ({"modle": {"imgsz": 320}}, "modle", ["not permitted"]),  # a typo of a section

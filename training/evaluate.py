@@ -315,7 +315,8 @@ def _plot_pr(px, prec, class_index, names, ap50, path: Path) -> None:
 
 
 def write_report(result: dict, out: Path) -> Path:
-    lines = ["# Evaluation report", "", f"Model: `{result['model']}`", ""]
+    looks = f" at {result['looks']}" if result.get("looks") else ""
+    lines = ["# Evaluation report", "", f"Model: `{result['model']}`{looks}", ""]
     if "boxes" in result:
         b = result["boxes"]
         lines += ["## Boxes (held-out images)", "", f"mAP50 {b['map50']:.3f}, mAP50-95 {b['map50_95']:.3f}", "",

@@ -33,6 +33,26 @@ class Detections:
     def with_labels(self, wanted: set[str] | frozenset[str]) -> "Detections":
         return self[np.array([label in wanted for label in self.labels], dtype=bool)]
 
+    def confirmed_by(self, other: "Detections", min_iou: float = 0.3) -> "Detections":
+        """The boxes that ``other`` (the same picture seen again) also found: a box of the
+        same class overlapping by ``min_iou`` or holding this box's centre. Each keeps its own
+        box and takes the best confidence ``other`` gave it."""
+        if not len(self) or not len(other):
+            return self[np.zeros(len(self), bool)]
+        a, b = self.xyxy[:, None, :], other.xyxy[None, :, :]
+        w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+        h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+        inter = w * h
+        area = lambda d: (d[..., 2] - d[..., 0]) * (d[..., 3] - d[..., 1])  # noqa: E731
+        iou = inter / (area(a) + area(b) - inter + 1e-9)
+        cx, cy = self.centers[:, 0:1], self.centers[:, 1:2]
+        inside = (b[..., 0] <= cx) & (cx <= b[..., 2]) & (b[..., 1] <= cy) & (cy <= b[..., 3])
+        match = (self.class_id[:, None] == other.class_id[None, :]) & ((iou >= min_iou) | inside)
+        kept = match.any(axis=1)
+        out = self[kept]
+        out.confidence = np.where(match[kept], other.confidence[None, :], 0).max(axis=1).astype(np.float32)
+        return out
+
     @property
     def centers(self) -> np.ndarray:
         return np.stack([(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, (self.xyxy[:, 1] + self.xyxy[:, 3]) / 2], axis=1)

@@ -33,15 +33,17 @@ class RuntimeModel:
         else:
             raise ValueError(f"{weights}: not an OpenVINO folder or an .onnx file")
 
-    def predict(self, images: list[np.ndarray], conf: float, iou: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(xyxy in each image's pixels, confidence, class id) per BGR image.
+    def predict(self, images: list[np.ndarray], conf: float, iou: float,
+                imgsz: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(xyxy in each image's pixels, confidence, class id) per BGR image, at ``imgsz``
+        (default: the model's own; the exported network takes any stride-multiple size).
 
         Images are letterboxed to the smallest stride-multiple rectangle that holds them (as
         ultralytics' predictor does for a batch of one shape), and run in one batch per
         rectangle: a 16:9 sample costs a 256x160 forward pass, not 256x256."""
         out: list = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
-        boxed = [letterbox(img, self.imgsz) for img in images]
+        boxed = [letterbox(img, imgsz or self.imgsz) for img in images]
         for i, (canvas, _) in enumerate(boxed):
             groups.setdefault(canvas.shape[:2], []).append(i)
         for members in groups.values():
