@@ -592,7 +592,7 @@ def _eval_real(args, settings) -> int:
 
 
 def cmd_real_set(args) -> int:
-    """patrol real-set fetch|summary|sources."""
+    """patrol real-set fetch|summary|sources|add."""
     from training.real_set import (DEFAULT_MIRRORS, RealSetError, fetch, labels_of, load_manifest, sources_table,
                                    summary)
 
@@ -604,9 +604,11 @@ def cmd_real_set(args) -> int:
         if args.what == "sources":
             print("\n".join(sources_table(load_manifest(manifest))))
             return 0
+        mirrors = [Path(m) for m in args.mirror] if args.mirror else list(DEFAULT_MIRRORS)
+        if args.what == "add":
+            return _real_set_add(args, manifest, mirrors)
         bar = (lambda d, n: sys.stderr.write(f"\r  pictures {d}/{n}" + ("\n" if d == n else ""))
                if d % 25 == 0 or d == n else None)
-        mirrors = [Path(m) for m in args.mirror] if args.mirror else list(DEFAULT_MIRRORS)
         done = fetch(Path(args.out), manifest, mirrors=mirrors, download=args.download, progress=bar)
     except RealSetError as err:
         return _fail(str(err))
@@ -615,6 +617,20 @@ def cmd_real_set(args) -> int:
     print(f"{done['written']} of {done['pictures']} pictures in {args.out}"
           + (f"; {done['removed']} files of pictures no longer in that split removed" if done["removed"] else ""))
     return 0 if not done["failed"] else 1
+
+
+def _real_set_add(args, manifest: Path, mirrors: list[Path]) -> int:
+    from training.real_add import add
+
+    if not args.rows or not args.labels:
+        return _fail("real-set add needs --rows NEW.csv and --labels FOLDER")
+    if not Path(args.rows).is_file() or not Path(args.labels).is_dir():
+        return _fail(f"real-set add: {args.rows if not Path(args.rows).is_file() else args.labels} does not exist")
+    done = add(Path(args.rows), Path(args.labels), manifest, mirrors, args.download)  # RealSetError: caller
+    print(f"added {done['added']} pictures to {manifest} ({done['positives']} with a violation; train {done['train']}, "
+          f"eval {done['eval']}; {done['new_scenes']} new scenes). Refresh training/real/DATA.md: its counts, and "
+          "its table of origins from `patrol real-set sources`")
+    return 0
 
 
 def _bench_capacity(args) -> int:
@@ -1036,10 +1052,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(fn=cmd_eval)
 
     rs = sub.add_parser("real-set", help="the real picture set: bring it here and check it, or count it")
-    rs.add_argument("what", choices=["fetch", "summary", "sources"],
+    rs.add_argument("what", choices=["fetch", "summary", "sources", "add"],
                     help="fetch: every picture of training/real/manifest.csv into --out as a YOLO data set, "
                          "hash checked; summary: counts per split, kind, camera and class; sources: the table "
-                         "of origins for training/real/DATA.md")
+                         "of origins for training/real/DATA.md; add: append the labelled pictures of --rows "
+                         "(label files in --labels) to the manifest, each checked against its file, split by scene")
+    rs.add_argument("--rows", help="add: a CSV of new rows in the manifest's columns (sha256 and split may be "
+                                   "empty: they are computed)")
+    rs.add_argument("--labels", help="add: the folder of the new rows' label files, <id>.txt (empty: no violation)")
     rs.add_argument("--out", default=str(ROOT / "data" / "real"))
     rs.add_argument("--manifest", default=str(ROOT / "training" / "real" / "manifest.csv"))
     rs.add_argument("--mirror", action="append", help="folder of repository snapshots (<owner>+<name>/repo); "

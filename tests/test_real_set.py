@@ -34,9 +34,9 @@ def _row(**kw) -> dict:
     return row
 
 
-def _write(folder: Path, rows: list[dict], labels: dict[str, str]) -> Path:
+def _write(folder: Path, rows: list[dict], labels: dict[str, str], name: str = "manifest.csv") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = folder / "manifest.csv"
+    manifest = folder / name
     with manifest.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
@@ -325,3 +325,86 @@ def test_the_data_card_lists_every_source_as_the_manifest_has_it():
     card = (HERE / "DATA.md").read_text(encoding="utf-8")
     assert "\n".join(sources_table(load_manifest(MANIFEST))) in card, \
         "DATA.md's sources table is stale: paste `patrol real-set sources` over it"
+
+
+# -- adding labelled pictures (patrol real-set add) ------------------------------------------
+
+
+def _new_rows(folder: Path, rows: list[dict], labels: dict[str, str]) -> tuple[Path, Path]:
+    """What a labeller brings: new rows, and a folder of their label files."""
+    return _write(folder, rows, labels, "new.csv"), folder / "labels"
+
+
+def _new_row(**kw) -> dict:
+    return _row(**{"split": "", "sha256": "", **kw})  # a labeller leaves both to the command
+
+
+def _scene_rule(scene: str) -> str:
+    return "eval" if hashlib.sha1(scene.encode()).hexdigest()[0] in "0123" else "train"
+
+
+def test_added_pictures_are_hashed_split_by_scene_and_fetchable(small_set, tmp_path):
+    from training.real_add import add
+
+    before = small_set.read_bytes()
+    rows, labels = _new_rows(tmp_path / "new", [
+        _new_row(id="chelsea", repo="pypi:skimage", path="data/chelsea.png", scene="skimage-chelsea"),
+        _new_row(id="coffee-2", repo="pypi:skimage", path="data/coffee.png", scene="skimage-coffee"),  # a known scene
+        _new_row(id="brick-pile", repo="pypi:skimage", path="data/brick.png", scene="skimage-brick", kind="positive"),
+        _new_row(id="street-f20", repo="file:", path="sample_videos/fixed_no_violation.mp4", frame="20", camera="fixed",
+             scene="sample-street"),
+    ], {"chelsea": "", "coffee-2": "", "brick-pile": "6 0.5 0.5 0.8 0.8\n", "street-f20": ""})
+    done = add(rows, labels, small_set)
+    assert done == {"added": 4, "positives": 1, "new_scenes": 2,
+                    "train": 1 + sum(_scene_rule(s) == "train" for s in ("skimage-chelsea", "skimage-brick")),
+                    "eval": 1 + sum(_scene_rule(s) == "eval" for s in ("skimage-chelsea", "skimage-brick"))}
+    after = small_set.read_bytes()
+    assert after.startswith(before) and after.count(b"\r\n") == before.count(b"\r\n") + 4  # appended, same endings
+    pictures = {p.id: p for p in load_manifest(small_set)}
+    assert pictures["coffee-2"].split == "train" and pictures["street-f20"].split == "eval"  # their scenes' splits
+    assert pictures["chelsea"].split == _scene_rule("skimage-chelsea")
+    assert pictures["chelsea"].sha256 == _sha(SKIMAGE / "data/chelsea.png")
+    assert (small_set.parent / "labels" / "brick-pile.txt").read_text() == "6 0.5 0.5 0.8 0.8\n"
+    out = tmp_path / "data"
+    assert fetch(out, small_set)["failed"] == []
+    assert (out / "images" / pictures["street-f20"].split / "street-f20.jpg").exists()
+
+
+@pytest.mark.parametrize("bad, labels, why", [
+    (_new_row(id="cam-photo", repo="pypi:skimage", path="data/chelsea.png", scene="x"), {"cam-photo": ""}, "already in"),
+    (_new_row(id="c2", repo="pypi:skimage", path="data/chelsea.png", scene="x", sha256="0" * 64), {"c2": ""}, "SHA-256"),
+    (_new_row(id="c3", repo="pypi:skimage", path="data/chelsea.png", scene="x", kind="positive"), {"c3": ""}, "0 boxes"),
+    (_new_row(id="c4", repo="pypi:skimage", path="data/chelsea.png", scene="x"), {}, "no label file"),
+    (_new_row(id="c5", repo="pypi:skimage", path="data/chelsea.png", scene="skimage-coffee", split="eval"), {"c5": ""},
+     "belongs to train"),
+    (_new_row(id="c6", repo="file:", path="training/real_add.py", scene="x"), {"c6": ""}, "not a picture"),
+    (_new_row(id="c7", repo="file:", path="sample_videos/fixed_no_violation.mp4", frame="100000", scene="x"), {"c7": ""},
+     "no frame"),
+    (_new_row(id="c8", repo="pypi:skimage", path="data/chelsea.png", scene="x", camera="satellite"), {"c8": ""},
+     "camera must be"),
+    (_new_row(id="c9", repo="pypi:skimage", path="data/none.png", scene="x"), {"c9": ""}, "is not here"),
+    (_new_row(id="c10", repo="pypi:skimage", path="data/chelsea.png", scene="", licence=""), {"c10": ""},
+     "licence, scene must be given"),
+])
+def test_one_bad_row_refuses_the_whole_batch(small_set, tmp_path, bad, labels, why):
+    from training.real_add import add
+
+    before = small_set.read_bytes()
+    good = _new_row(id="moon", repo="pypi:skimage", path="data/moon.png", scene="skimage-moon")
+    rows, folder = _new_rows(tmp_path / "new", [good, bad], {"moon": "", **labels})
+    with pytest.raises(RealSetError, match=why):
+        add(rows, folder, small_set)
+    assert small_set.read_bytes() == before
+    assert not (small_set.parent / "labels" / "moon.txt").exists()
+
+
+def test_patrol_real_set_add(small_set, tmp_path, capsys):
+    from patrol.cli import main
+
+    rows, labels = _new_rows(tmp_path / "new", [_new_row(id="moon", repo="pypi:skimage", path="data/moon.png",
+                                                      scene="skimage-moon")], {"moon": ""})
+    args = ["real-set", "add", "--manifest", str(small_set), "--rows", str(rows), "--labels", str(labels)]
+    assert main(args) == 0
+    assert "added 1 pictures" in capsys.readouterr().out and "moon" in {p.id for p in load_manifest(small_set)}
+    assert main(args) == 2  # the same rows again: their ids are taken
+    assert "already in" in capsys.readouterr().err

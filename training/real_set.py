@@ -143,22 +143,27 @@ def _download(p: RealPicture) -> bytes:
         return response.read()
 
 
-def original_bytes(p: RealPicture, mirrors: Iterable[Path] = DEFAULT_MIRRORS, download: bool = False) -> bytes:
-    """The file as published, hash checked."""
+def published_bytes(p: RealPicture, mirrors: Iterable[Path] = DEFAULT_MIRRORS, download: bool = False) -> bytes:
+    """The file where the row says it was published, not yet checked against the row's hash."""
     origin, _, name = p.repo.partition(":")
     if origin in ("debian", "pypi", "file"):
         path = _local_file(origin, name, p.path)
-        if path is None or not path.exists():
+        if path is None or not path.is_file():
             how = {"debian": f"apt-get install {name}", "pypi": f"pip install {name}", "file": "a file of the checkout"}
             raise RealSetError(f"{p.id}: {p.path} is not here ({how[origin]})")
-        data = path.read_bytes()
-    else:
-        data = _from_mirror(p, mirrors)
-        if data is None:
-            if not download:
-                raise RealSetError(f"{p.id}: {p.repo} is not in {', '.join(map(str, mirrors))}; "
-                                   "fetch its snapshot there, or pass --download")
-            data = _download(p)
+        return path.read_bytes()
+    data = _from_mirror(p, mirrors)
+    if data is None:
+        if not download:
+            raise RealSetError(f"{p.id}: {p.repo}:{p.path} is not in the snapshots in {', '.join(map(str, mirrors))}; "
+                               "fetch its repository's snapshot there, or pass --download")
+        data = _download(p)
+    return data
+
+
+def original_bytes(p: RealPicture, mirrors: Iterable[Path] = DEFAULT_MIRRORS, download: bool = False) -> bytes:
+    """The file as published, hash checked."""
+    data = published_bytes(p, mirrors, download)
     digest = hashlib.sha256(data).hexdigest()
     if digest != p.sha256:
         raise RealSetError(f"{p.id}: {p.repo}:{p.path} has SHA-256 {digest[:12]}…, the manifest says "
@@ -179,7 +184,7 @@ def _local_file(origin: str, package: str, path: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0]) / path
 
 
-def _frame_jpeg(video: bytes, index: int, name: str) -> bytes:
+def frame_jpeg(video: bytes, index: int, name: str) -> bytes:
     import av
     import cv2
 
@@ -212,7 +217,7 @@ def fetch(out: Path, manifest: Path = MANIFEST, mirrors: Iterable[Path] = DEFAUL
             try:
                 data = original_bytes(p, mirrors, download)
                 if p.is_frame:
-                    data = _frame_jpeg(data, int(p.frame), p.path)
+                    data = frame_jpeg(data, int(p.frame), p.path)
                 elif p.path.endswith(".gz"):
                     data = gzip.decompress(data)
             except RealSetError as err:
