@@ -567,7 +567,7 @@ def _eval_real(args, settings) -> int:
         parts = Parts(settings)
         result = {"model": parts.detector.version, "looks": parts.detector.looks,
                   "real": evaluate_real(parts, Path(args.real_dir), args.split, Path(args.manifest), progress=bar,
-                                        out=out)}
+                                        boxes=not args.skip_boxes, out=out)}
     except (DetectorError, RealSetError, FileNotFoundError) as err:
         return _fail(str(err))
     from training.evaluate_real import failure_sheets
@@ -1035,7 +1035,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--recipe", type=int, choices=RECIPE_NUMBERS, default=HELDOUT_RECIPE,
                     help="data recipe (training/recipes.py) of the held-out images: which views, photographs and "
                          f"labels they get (default: {HELDOUT_RECIPE}, the held-out set models are compared on)")
-    ev.add_argument("--skip-boxes", action="store_true")
+    ev.add_argument("--skip-boxes", action="store_true",
+                    help="no box metrics (mAP50 on rendered pictures; with --real, AP50 on real boxes)")
     ev.add_argument("--skip-events", action="store_true")
     ev.add_argument("--skip-photos", action="store_true", help="skip the held-out real photographs (false alarms)")
     ev.add_argument("--out", default=str(ROOT / "var" / "eval"), help="report folder (report.md, pr_curve.png, eval.json)")
