@@ -119,3 +119,22 @@ def test_the_second_look_keeps_what_both_input_sizes_find():
         expected = first.confirmed_by(second)
         assert both.labels == expected.labels and np.allclose(both.confidence, expected.confidence)
         assert len(both) <= len(first)
+
+
+@needs_model
+def test_a_model_exported_for_one_input_size_is_refused_with_the_way_out(tmp_path):
+    # the runtime batches letterboxed rectangles and takes a second look at another size: it
+    # needs an export with a dynamic shape, and says so when loading rather than failing mid-patrol
+    import shutil
+
+    from vision.detector import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    weights = tmp_path / "fixed-size.pt"
+    shutil.copyfile(MODEL, weights)
+    static = Path(YOLO(str(weights)).export(format="onnx", imgsz=320, dynamic=False, simplify=False))
+    with pytest.raises(DetectorError, match="one input size; export it with dynamic=True"):
+        Detector(static, confirm_imgsz=0)
+    assert Detector(ONNX).runtime.dynamic and Detector(OPENVINO).runtime.dynamic

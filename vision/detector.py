@@ -74,6 +74,9 @@ class Detector:
                 names = exported_names(weights)
             except Exception as err:  # the runtimes raise many types for a bad file
                 raise DetectorError(f"cannot load model {weights}: {err}") from err
+            if not self.runtime.dynamic:  # batches of letterboxed rectangles, and the second look, need it
+                raise DetectorError(f"model {weights} was exported for one input size; export it with "
+                                    "dynamic=True (as the committed exports are), or point model.weights at its .pt")
         else:
             names = self._load_ultralytics(weights)
         self.names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)

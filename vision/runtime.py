@@ -26,10 +26,12 @@ class RuntimeModel:
 
     def __init__(self, weights: Path, imgsz: int, threads: int = 0):
         self.weights, self.imgsz = Path(weights), imgsz
+        # dynamic: the export takes any input size (ultralytics' export with dynamic=True), so one
+        # compiled model serves a second look at another size
         if self.weights.is_dir():
-            self.runtime, self._forward = "openvino", _openvino(self.weights, threads)
+            self.runtime, (self._forward, self.dynamic) = "openvino", _openvino(self.weights, threads)
         elif self.weights.suffix == ".onnx":
-            self.runtime, self._forward = "onnxruntime", _onnx(self.weights, threads)
+            self.runtime, (self._forward, self.dynamic) = "onnxruntime", _onnx(self.weights, threads)
         else:
             raise ValueError(f"{weights}: not an OpenVINO folder or an .onnx file")
 
@@ -74,7 +76,7 @@ def _openvino(folder: Path, threads: int):
     def forward(batch: np.ndarray) -> np.ndarray:
         return request.infer({0: batch})[compiled.output(0)]
 
-    return forward
+    return forward, compiled.input(0).get_partial_shape().is_dynamic
 
 
 def _onnx(path: Path, threads: int):
@@ -89,7 +91,7 @@ def _onnx(path: Path, threads: int):
     def forward(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {name: batch})[0]
 
-    return forward
+    return forward, not all(isinstance(d, int) for d in session.get_inputs()[0].shape[2:])
 
 
 def letterbox(img: np.ndarray, size: int, stride: int = 32) -> tuple[np.ndarray, tuple]:
