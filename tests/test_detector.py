@@ -8,6 +8,7 @@ import pytest
 
 from streams.reader import iter_file_samples
 from vision.classes import CLASSES
+from vision.detections import box_iou
 from vision.detector import DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, Detector, DetectorError, model_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,12 +23,6 @@ def frame_at(clip: str, t: float):
         if f.ts >= t:
             return f
     raise AssertionError(f"{clip} has no frame at {t} s")
-
-
-def iou(a, b) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def test_missing_and_corrupt_weights_are_clear_errors(tmp_path):
@@ -72,7 +67,7 @@ def test_the_committed_exports_detect_what_the_pytorch_weights_detect(export):
     assert len(a) and len(b)
     best_a, best_b = a.xyxy[np.argmax(a.confidence)], b.xyxy[np.argmax(b.confidence)]
     assert a.labels[int(np.argmax(a.confidence))] == b.labels[int(np.argmax(b.confidence))]
-    assert iou(best_a, best_b) > 0.9
+    assert box_iou([best_a], [best_b])[0, 0] > 0.9
     assert abs(float(a.confidence.max()) - float(b.confidence.max())) < 0.05  # FP16 OpenVINO weights included
 
 
@@ -91,6 +86,19 @@ def _dets(rows):
 
     return Detections(np.array([r[2:] for r in rows], np.float32).reshape(-1, 4), np.array([r[1] for r in rows], np.float32),
                       np.array([CLASS_ID[r[0]] for r in rows], np.int32), [r[0] for r in rows])
+
+
+def test_box_iou_pairs_every_box_with_every_box():
+    a = [(0, 0, 10, 10), (5, 5, 15, 15), (3, 3, 3, 9)]  # the last has no area
+    b = np.array([(0, 0, 10, 10), (10, 0, 20, 10), (0, 5, 10, 15)], np.float32)
+    iou = box_iou(a, b)
+    assert iou.shape == (3, 3)
+    # identical, touching only along an edge, half covered (50 of 150)
+    assert iou[0].tolist() == pytest.approx([1.0, 0.0, 1 / 3])
+    assert iou[1].tolist() == pytest.approx([25 / 175, 25 / 175, 50 / 150])
+    assert iou[2].tolist() == [0.0, 0.0, 0.0]
+    assert box_iou(a, np.zeros((0, 4))).shape == (3, 0)
+    assert box_iou(b, b).dtype == np.float32  # the runtime's float32 boxes stay float32
 
 
 def test_a_box_is_confirmed_only_by_the_same_class_at_the_same_place():

@@ -20,6 +20,7 @@ import numpy as np
 from core.analyze import analyze_video, side_files
 from core.wiring import Parts
 from vision.classes import CLASS_ID, CLASSES
+from vision.detections import box_iou
 
 DUST = CLASS_ID["dust"]
 
@@ -253,13 +254,6 @@ def evaluate_boxes(weights: Path, data_yaml: Path, imgsz: int, out: Path | None 
 PLUME_IOU, PLUME_FOUND_CONF, PLUME_FALSE_CONF = 0.5, 0.1, 0.25
 
 
-def _iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
-
-
 def _dust_labels(label_file: Path, width: int, height: int, dust: int) -> list[list[float]]:
     boxes = []
     for line in label_file.read_text().split("\n") if label_file.exists() else []:
@@ -288,9 +282,10 @@ def plumes_by_view(weights: Path, dataset: Path, imgsz: int, recipe: int) -> dic
         boxes = [(float(c), b.tolist()) for c, k, b in zip(dets.confidence, dets.class_id, dets.xyxy) if k == DUST]
         group["pictures"] += 1
         group["plumes"] += len(truth)
-        group["found"] += sum(any(_iou(t, b) >= PLUME_IOU for _, b in boxes) for t in truth)
-        group["false_boxes"] += sum(c >= PLUME_FALSE_CONF and all(_iou(t, b) < PLUME_IOU for t in truth)
-                                    for c, b in boxes)
+        overlap = box_iou(truth, [b for _, b in boxes])  # plume by box
+        group["found"] += int((overlap >= PLUME_IOU).any(axis=1).sum())
+        group["false_boxes"] += sum(c >= PLUME_FALSE_CONF and not (overlap[:, j] >= PLUME_IOU).any()
+                                    for j, (c, _) in enumerate(boxes))
     return out
 
 

@@ -6,6 +6,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def box_iou(a, b) -> np.ndarray:
+    """Intersection over union of every box in ``a`` with every box in ``b`` (xyxy, any
+    sequence of 4-tuples): an array of shape (len(a), len(b)). Boxes with no area give 0."""
+    a, b = (np.asarray(x) for x in (a, b))
+    kind = np.result_type(a.dtype, b.dtype, np.float32)
+    a, b = a.astype(kind, copy=False).reshape(-1, 4)[:, None, :], b.astype(kind, copy=False).reshape(-1, 4)[None]
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = w * h
+    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 @dataclass(slots=True)
 class Detections:
     """Boxes on one frame, in that frame's pixels (columns aligned by index).
@@ -39,15 +52,10 @@ class Detections:
         box and takes the best confidence ``other`` gave it."""
         if not len(self) or not len(other):
             return self[np.zeros(len(self), bool)]
-        a, b = self.xyxy[:, None, :], other.xyxy[None, :, :]
-        w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-        h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-        inter = w * h
-        area = lambda d: (d[..., 2] - d[..., 0]) * (d[..., 3] - d[..., 1])  # noqa: E731
-        iou = inter / (area(a) + area(b) - inter + 1e-9)
+        b = other.xyxy[None, :, :]
         cx, cy = self.centers[:, 0:1], self.centers[:, 1:2]
         inside = (b[..., 0] <= cx) & (cx <= b[..., 2]) & (b[..., 1] <= cy) & (cy <= b[..., 3])
-        match = (self.class_id[:, None] == other.class_id[None, :]) & ((iou >= min_iou) | inside)
+        match = (self.class_id[:, None] == other.class_id[None, :]) & ((box_iou(self.xyxy, other.xyxy) >= min_iou) | inside)
         kept = match.any(axis=1)
         out = self[kept]
         out.confidence = np.where(match[kept], other.confidence[None, :], 0).max(axis=1).astype(np.float32)

@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vision.detections import box_iou
+
 PAD_VALUE = 114  # ultralytics' letterbox grey
 MAX_WH = 7680.0  # class offset for NMS in one call: boxes of different classes never overlap
 MAX_NMS = 30000  # candidates kept before NMS, highest confidence first (as ultralytics)
@@ -133,8 +135,6 @@ def nms(pred: np.ndarray, conf: float, iou: float) -> tuple[np.ndarray, np.ndarr
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     """Greedy NMS over boxes sorted by falling score (torchvision's rule: drop IoU > iou)."""
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
     alive = np.ones(len(boxes), bool)
     kept = []
     for i in range(len(boxes)):
@@ -144,10 +144,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
         rest = np.nonzero(alive[i + 1 :])[0] + i + 1
         if not len(rest):
             break
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-        inter = w * h
-        alive[rest[inter / (areas[i] + areas[rest] - inter) > iou]] = False
+        alive[rest[box_iou(boxes[i], boxes[rest])[0] > iou]] = False
     return np.array(kept, np.int64)
 
 

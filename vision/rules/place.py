@@ -25,6 +25,7 @@ import numpy as np
 
 from streams.frame import Frame, GeoPoint
 from streams.geo import metres
+from vision.detections import box_iou
 from vision.gate import _gray  # the moving gate's grey copy: the same view, measured the same way
 
 MIN_RESPONSE = 0.1  # phase-correlation peak below which a shift is not trusted
@@ -78,14 +79,6 @@ class ViewMotion:
         return self.state
 
 
-def iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _outside_change(a: np.ndarray, b: np.ndarray, boxes) -> float:
     """Mean grey difference between two views, away from the given boxes (fractions)."""
     h, w = a.shape
@@ -134,13 +127,13 @@ class PlaceCheck:
         predicted = [(x1 + dx, y1 + dy, x2 + dx, y2 + dy) for x1, y1, x2, y2 in anchor.boxes] if aligned \
             else list(anchor.boxes)
         # Can a still thing and a thing fixed in the picture be told apart by the measured shift?
-        tellable = aligned and all(iou(a, p) < SAME_PLACE_IOU for a, p in zip(anchor.boxes, predicted))
+        tellable = aligned and bool((box_iou(anchor.boxes, predicted).diagonal() < SAME_PLACE_IOU).all())
         changed = _outside_change(anchor.view.gray, view.gray, list(anchor.boxes) + list(boxes)) \
             if view.moving and view.gray.shape == anchor.view.gray.shape else 0.0
         travelled = _metres(anchor.view.geo, view.geo) if view.moving else 0.0
         for i, box in enumerate(boxes):
-            in_picture = max(iou(box, a) for a in anchor.boxes)
-            in_world = max(iou(box, p) for p in predicted)
+            in_picture = box_iou([box], anchor.boxes).max()
+            in_world = box_iou([box], predicted).max()
             if view.moving and in_picture >= SAME_PLACE_IOU and (
                     (tellable and in_picture > in_world) or (not tellable and changed >= VIEW_CHANGED)
                     or travelled >= TRAVELLED_M):
