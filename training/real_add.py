@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Iterable
 
 from training.real_set import (COLUMNS, DEFAULT_MIRRORS, IMAGE_SUFFIXES, MANIFEST, RealPicture, RealSetError,
-                               frame_jpeg, check_labels, labels_of, load_manifest, published_bytes)
+                               check_labels, check_rows, frame_jpeg, labels_of, load_manifest,
+                               published_bytes)
 
 EVAL_DIGITS = "0123"  # a new scene whose name hashes to one of these first hex digits is evaluated on
 NEEDED = ("id", "repo", "path", "licence", "camera", "scene", "kind")
@@ -66,10 +67,10 @@ def _decodes(p: RealPicture, data: bytes) -> None:
                            "that decodes; for a video give its frame")
 
 
-def check_new(rows: list[dict[str, str]], labels: Path, manifest: Path = MANIFEST,
+def check_new(rows: list[dict[str, str]], labels: Path, existing: list[RealPicture], manifest: Path = MANIFEST,
               mirrors: Iterable[Path] = DEFAULT_MIRRORS, download: bool = False) -> list[RealPicture]:
-    """The rows as pictures with their hash and split filled in, every check passed."""
-    existing = load_manifest(manifest)
+    """The rows as pictures with their hash and split filled in, every check passed against the
+    ``existing`` pictures of ``manifest``."""
     known = {p.scene: p.split for p in existing}
     ids = {p.id for p in existing}
     new: list[RealPicture] = []
@@ -100,29 +101,15 @@ def check_new(rows: list[dict[str, str]], labels: Path, manifest: Path = MANIFES
         _decodes(picture, data)
         new.append(picture)
     check_labels(new, labels)
-    _check_merged(existing + new, manifest)
+    check_rows(existing + new, f"{manifest} with the new rows")  # the manifest's own rules over the result
     return new
-
-
-def _check_merged(pictures: list[RealPicture], manifest: Path) -> None:
-    """The manifest's own checks (camera, kind, split, ids, one split per scene) over the result."""
-    text = io.StringIO()
-    w = csv.DictWriter(text, fieldnames=COLUMNS)
-    w.writeheader()
-    w.writerows(asdict(p) for p in pictures)
-    probe = manifest.parent / f".{manifest.name}.check"
-    try:
-        probe.write_text(text.getvalue(), encoding="utf-8")
-        load_manifest(probe)
-    finally:
-        probe.unlink(missing_ok=True)
 
 
 def add(rows_file: Path, labels: Path, manifest: Path = MANIFEST, mirrors: Iterable[Path] = DEFAULT_MIRRORS,
         download: bool = False) -> dict:
     """Check, then append the rows of ``rows_file`` and copy their label files. Returns counts."""
-    new = check_new(read_rows(rows_file), labels, manifest, list(mirrors), download)
-    known = {p.scene for p in load_manifest(manifest)}
+    existing = load_manifest(manifest)
+    new = check_new(read_rows(rows_file), labels, existing, manifest, list(mirrors), download)
     raw = manifest.read_bytes()
     newline = "\r\n" if b"\r\n" in raw else "\n"
     text = io.StringIO()
@@ -137,4 +124,4 @@ def add(rows_file: Path, labels: Path, manifest: Path = MANIFEST, mirrors: Itera
         shutil.copyfile(labels / f"{p.id}.txt", target / f"{p.id}.txt")
     return {"added": len(new), "train": sum(p.split == "train" for p in new),
             "eval": sum(p.split == "eval" for p in new), "positives": sum(p.kind == "positive" for p in new),
-            "new_scenes": len({p.scene for p in new} - known)}
+            "new_scenes": len({p.scene for p in new} - {p.scene for p in existing})}

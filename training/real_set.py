@@ -84,10 +84,16 @@ def load_manifest(path: Path = MANIFEST) -> list[RealPicture]:
         if missing:
             raise RealSetError(f"{path}: missing columns {sorted(missing)}")
         rows = [RealPicture(**{c: (row.get(c) or "").strip() for c in COLUMNS}) for row in reader]
+    check_rows(rows, str(path))
+    return rows
+
+
+def check_rows(rows: list[RealPicture], source: str) -> None:
+    """The manifest's rules over its rows in order (the first row is line 2 of ``source``)."""
     seen: set[str] = set()
     scene_split: dict[str, str] = {}
     for n, r in enumerate(rows, 2):
-        where = f"{path}:{n} ({r.id})"
+        where = f"{source}:{n} ({r.id})"
         if not r.id or "/" in r.id or r.id in seen:
             raise RealSetError(f"{where}: id empty, with '/', or repeated")
         seen.add(r.id)
@@ -98,7 +104,6 @@ def load_manifest(path: Path = MANIFEST) -> list[RealPicture]:
         if scene_split.setdefault(r.scene, r.split) != r.split:
             raise RealSetError(f"{where}: scene {r.scene!r} is in both splits; a scene is trained on or "
                                "evaluated on, never both")
-    return rows
 
 
 def labels_of(manifest: Path) -> Path:
