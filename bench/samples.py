@@ -5,7 +5,6 @@ table; whether every event is found once and nothing else is a test (test_analyz
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Callable
 
 from core.analyze import analyze_video, side_files
 from core.wiring import Parts
+from training.evaluate import read_truth
 
 
 def bench_samples(parts: Parts, folder: Path, progress: Callable[[str], None] | None = None) -> dict:
@@ -31,7 +31,7 @@ def bench_samples(parts: Parts, folder: Path, progress: Callable[[str], None] | 
 
 def _one(parts: Parts, clip: Path, progress: Callable[[str], None] | None) -> dict:
     """One clip, in a store of its own (a benchmark never writes into the city's cases)."""
-    truth = json.loads(clip.with_suffix(".json").read_text())
+    truth = read_truth(clip)  # ValueError: the caller says which file and why
     kind = truth["source_kind"]
     if progress:
         progress(clip.name)

@@ -514,7 +514,7 @@ def cmd_eval(args) -> int:
                                         progress=bar("videos rendered"))
         try:
             result["events"] = evaluate_videos(parts, videos, progress=bar("videos analysed"), out=out, only=clips)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, ValueError) as err:
             return _fail(str(err))
     if not args.skip_photos:
         result["photos"] = evaluate_photos(parts, heldout_photos())
@@ -733,7 +733,7 @@ def _bench_samples(args, settings) -> int:
     try:
         report = bench_samples(Parts(settings), Path(args.samples),
                                progress=lambda name: sys.stderr.write(f"  {name}\n"))
-    except (DetectorError, FileNotFoundError) as err:
+    except (DetectorError, FileNotFoundError, ValueError) as err:
         return _fail(str(err))
     print(json.dumps(report) if args.json else as_table(report))
     return 0

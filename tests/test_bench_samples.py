@@ -54,3 +54,13 @@ def test_a_folder_without_ground_truth_is_a_clear_error(tmp_path):
     run = bench(tmp_path, tmp_path / "city")
     assert run.returncode != 0
     assert run.stderr.strip().startswith("patrol: no sample clips with a ground truth") and "Traceback" not in run.stderr
+
+
+def test_a_ground_truth_without_a_camera_kind_is_a_clear_error_not_a_fixed_camera(tmp_path):
+    shutil.copy(SAMPLES / "mobile_street_vending.mp4", tmp_path / "clip.mp4")
+    truth = json.loads((SAMPLES / "mobile_street_vending.json").read_text())
+    del truth["source_kind"]  # analysed as a fixed camera, the mobile clip's rules would differ
+    (tmp_path / "clip.json").write_text(json.dumps(truth))
+    run = bench(tmp_path, tmp_path / "city")
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert "clip.json: a ground truth needs source_kind (one of fixed, vehicle, drone, mobile, upload)" in run.stderr

@@ -1,6 +1,8 @@
 """Event-level scoring of `patrol eval`: found, false and duplicate cases, time to first detection."""
 from types import SimpleNamespace
 
+import pytest
+
 from training.evaluate import score_video
 
 
@@ -44,7 +46,6 @@ def test_patrol_eval_writes_metrics_a_report_examples_and_case_snapshots(tmp_pat
     from pathlib import Path
 
     import cv2
-    import pytest
 
     from vision.detector import DEFAULT_WEIGHTS
 
@@ -98,7 +99,6 @@ def test_an_event_on_a_photo_without_a_violation_is_counted_as_a_false_alarm():
     from pathlib import Path
 
     import av
-    import pytest
 
     from core.settings import Settings
     from core.wiring import Parts
@@ -132,7 +132,6 @@ def test_the_report_names_probe_pictures_that_are_not_installed(tmp_path, monkey
 def test_a_development_set_of_clips_has_its_own_folder_and_never_the_held_out_seeds(tmp_path):
     import json
 
-    import pytest
 
     from training.evaluate import make_heldout_videos, video_set_folder
 
@@ -160,3 +159,21 @@ def test_only_the_clips_asked_for_are_scored_not_all_the_folder_holds(tmp_path):
     assert evaluate_videos(parts, tmp_path)["videos"] == 2
     one = evaluate_videos(parts, tmp_path, only=names[:1])
     assert one["videos"] == 1 and one["per_video"][0]["video"] == f"{names[0]}.mp4"
+
+
+@pytest.mark.parametrize("text, why", [
+    ('{"events": []}', "needs source_kind"),
+    ('{"source_kind": "tram", "events": []}', "needs source_kind"),
+    ('{"source_kind": "fixed"}', "a list of events"),
+    ('{"source_kind": "fixed", "events": [', "not a readable ground truth"),
+])
+def test_a_clip_is_scored_only_against_a_ground_truth_that_names_its_camera(tmp_path, text, why):
+    from training.evaluate import read_truth
+
+    (tmp_path / "clip.json").write_text(text)
+    with pytest.raises(ValueError, match=why):
+        read_truth(tmp_path / "clip.mp4")
+    with pytest.raises(ValueError, match="not a readable"):
+        read_truth(tmp_path / "other.mp4")  # no ground truth at all
+    (tmp_path / "clip.json").write_text('{"source_kind": "drone", "events": []}')
+    assert read_truth(tmp_path / "clip.mp4")["source_kind"] == "drone"

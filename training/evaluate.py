@@ -13,12 +13,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, get_args
 
 import numpy as np
 
 from core.analyze import analyze_video, side_files
 from core.wiring import Parts
+from streams.sources import SourceKind
 from vision.classes import CLASS_ID, CLASSES
 from vision.detections import box_iou
 
@@ -110,6 +111,20 @@ def score_video(truth: dict, cases: list, opened_at: dict[int, float]) -> dict[s
     return scores
 
 
+def read_truth(video: Path) -> dict:
+    """The ground truth beside a clip (X.json for X.mp4): the kind of camera that filmed it and
+    its events. A missing or unknown kind is an error, not a fixed camera: the rules differ by kind."""
+    path = video.with_suffix(".json")
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable ground truth ({err})") from None
+    kinds = get_args(SourceKind)
+    if not isinstance(truth, dict) or truth.get("source_kind") not in kinds or not isinstance(truth.get("events"), list):
+        raise ValueError(f"{path}: a ground truth needs source_kind (one of {', '.join(kinds)}) and a list of events")
+    return truth
+
+
 def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], None] | None = None,
                     out: Path | None = None, only: list[str] | None = None) -> dict:
     """Analyse every clip with ground truth in ``folder`` (``only``: the clips of these names,
@@ -123,9 +138,9 @@ def evaluate_videos(parts: Parts, folder: Path, progress: Callable[[int, int], N
     per_video = []
     with tempfile.TemporaryDirectory(prefix="patrol-eval-") as tmp:
         for i, video in enumerate(videos):
-            truth = json.loads(video.with_suffix(".json").read_text())
+            truth = read_truth(video)
             run_parts = parts.fork(f"sqlite:///{Path(tmp) / f'{i}.db'}", Path(tmp) / "evidence")
-            result = analyze_video(run_parts, video, kind=truth.get("source_kind", "fixed"), **side_files(video))
+            result = analyze_video(run_parts, video, kind=truth["source_kind"], **side_files(video))
             scores = score_video(truth, result.cases, result.opened_at)
             for et, s in scores.items():
                 total.setdefault(et, EventScore()).add(s)
