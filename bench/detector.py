@@ -57,3 +57,48 @@ def bench_detector(weights: list[Path], imgsz: int, batches: tuple[int, ...] = (
             out["results"].append({"weights": w.name, "runtime": runtime, "batch": b, "ms_per_image": round(ms, 2),
                                    "cpu_ms_per_image": round(cpu_ms, 2), "images_per_s": round(1000 / ms, 1)})
     return out
+
+
+# The pictures a worker's samples arrive as (``worker.sample_max_side`` 640): 16:9 street and
+# vehicle cameras and drones, 4:3 cameras and phones, phones held upright.
+CAMERA_PICTURES = ((360, 640), (480, 640), (640, 360))
+
+
+def bench_shapes(weights: Path, sizes: tuple[int, ...], max_batch: int,
+                 pictures: tuple[tuple[int, int], ...] = CAMERA_PICTURES, threads: int = 0) -> dict:
+    """The detector's memory for every input shape a worker can meet, and that it is bounded.
+
+    The runtime keeps a compiled plan for each input shape it has run (batch size by
+    letterboxed rectangle; OpenVINO's CPU plugin caches them). A worker meets the shapes as its
+    batches vary, so its memory rises in steps until it has met them all: each batch size from
+    1 to ``max_batch`` for each rectangle at each size (the second look's too). Two passes over
+    all of them: the first shows what the plans cost, the second that nothing more is kept."""
+    import cv2
+    import numpy as np
+    import psutil
+
+    from vision.detector import Detector
+    from vision.runtime import letterbox
+
+    det = Detector(weights, imgsz=sizes[0], max_batch=max_batch, threads=threads)
+    if det.runtime is None:
+        raise ValueError(f"{weights}: bench shapes measures an export (OpenVINO folder or .onnx), not PyTorch weights")
+    frame = sample_frames(1)[0]
+    images = {(h, w): cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) for h, w in pictures}
+    me = psutil.Process()
+    mb = lambda: round(me.memory_info().rss / 2**20, 1)  # noqa: E731
+    start = mb()
+    shapes: set[tuple[int, int, int]] = set()
+    passes = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for size in sizes:
+            for picture, image in images.items():
+                canvas = letterbox(image, size)[0].shape[:2]
+                for b in range(1, max_batch + 1):
+                    det.runtime.predict([image] * b, det.conf, det.iou, size)
+                    shapes.add((b, *canvas))
+        passes.append({"rss_mb": mb(), "seconds": round(time.perf_counter() - t0, 1)})
+    return {"weights": Path(weights).name, "runtime": det.runtime.runtime, "sizes": list(sizes), "max_batch": max_batch,
+            "pictures": [f"{w}x{h}" for h, w in pictures], "shapes": len(shapes), "rss_start_mb": start,
+            "passes": passes}

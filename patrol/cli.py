@@ -705,6 +705,8 @@ def cmd_bench(args) -> int:
     settings = _settings(args)
     if args.what == "samples":
         return _bench_samples(args, settings)
+    if args.what == "shapes":
+        return _bench_shapes(args, settings)
     if args.what == "detector":
         weights = [Path(w) for w in args.weights] if args.weights else [settings.model.weights]
         missing = [str(w) for w in weights if not w.exists()]
@@ -721,6 +723,31 @@ def cmd_bench(args) -> int:
             for r in result["results"]:
                 print(f"  {r['weights']:<28} {r['runtime']:<20} batch {r['batch']:>3}: {r['ms_per_image']:7.2f} "
                       f"ms/image, {r['cpu_ms_per_image']:7.2f} ms CPU/image ({r['images_per_s']} images/s)")
+    return 0
+
+
+def _bench_shapes(args, settings) -> int:
+    """bench shapes: the detector's memory for every input shape a worker meets."""
+    from bench.detector import bench_shapes
+    from vision.detector import DetectorError
+
+    m = settings.model
+    weights = Path(args.weights[0]) if args.weights else m.weights
+    sizes = (args.imgsz or m.imgsz,) + ((m.confirm_imgsz,) if m.confirm_imgsz and not args.imgsz else ())
+    threads = m.threads if args.threads is None else args.threads
+    try:
+        r = bench_shapes(weights, sizes, m.batch, threads=threads)
+    except (DetectorError, ValueError) as err:
+        return _fail(str(err))
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    first, second = r["passes"]
+    print(f"{r['weights']} ({r['runtime']}): {r['shapes']} input shapes (batch 1-{r['max_batch']} x pictures "
+          f"{', '.join(r['pictures'])} at {' and '.join(f'{s} px' for s in r['sizes'])})")
+    print(f"  RSS {r['rss_start_mb']} MB before; {first['rss_mb']} MB after running each shape once "
+          f"(+{first['rss_mb'] - r['rss_start_mb']:.0f}, {first['seconds']} s); {second['rss_mb']} MB after "
+          f"running them all again (+{second['rss_mb'] - first['rss_mb']:.0f}, {second['seconds']} s)")
     return 0
 
 
@@ -1070,12 +1097,13 @@ def build_parser() -> argparse.ArgumentParser:
     rs.set_defaults(fn=cmd_real_set)
 
     b = sub.add_parser("bench", help="benchmarks (figures for docs/benchmarks.md)")
-    b.add_argument("what", choices=["detector", "capacity", "soak", "decode", "review-loop", "samples"],
+    b.add_argument("what", choices=["detector", "capacity", "soak", "decode", "review-loop", "samples", "shapes"],
                    help="detector: inference cost per image; capacity: sources one machine patrols in real time, "
                         "against ultralytics' streaming prediction; soak: memory over a long run; decode: CPU "
                         "per key frame and per frame of the simulator's camera-cost media; review-loop: false cases on real "
                         "footage before and after a fine-tune on their rejection; samples: the sample clips against "
-                        "their ground truth")
+                        "their ground truth; shapes: the detector's memory once it has met every input shape a "
+                        "worker can meet (batch sizes, pictures, both looks)")
     b.add_argument("--weights", nargs="+", help="weights files to compare (.pt, .onnx, OpenVINO folder)")
     b.add_argument("--imgsz", type=int)
     b.add_argument("--threads", type=int, help="detector: inference threads of an export (default: model.threads)")

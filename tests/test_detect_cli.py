@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,23 @@ def test_bench_detector_reports_a_cost_per_image():
     assert all(r["ms_per_image"] > 0 and r["cpu_ms_per_image"] > 0 for r in result["results"])
     assert all(r["weights"] == MODEL.name and r["runtime"] == "openvino" for r in result["results"])
     assert isinstance(result["vector_extensions"], list) and result["cores"] >= 1
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="default model not in models/")
+def test_bench_shapes_runs_every_shape_a_worker_meets_twice():
+    """Batch sizes 1-2, the three camera pictures, both looks: 320 px letterboxes them to three
+    rectangles (192x320, 256x320, 320x192), 416 px to three more: 12 shapes, each run twice."""
+    env = {**os.environ, "PATROL_MODEL__BATCH": "2"}
+    run = subprocess.run([sys.executable, "-m", "patrol.cli", "bench", "shapes", "--json"], capture_output=True,
+                         text=True, timeout=300, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stderr
+    r = json.loads(run.stdout)
+    assert (r["sizes"], r["max_batch"], r["shapes"]) == ([320, 416], 2, 12)
+    assert r["pictures"] == ["640x360", "640x480", "360x640"] and r["runtime"] == "openvino"
+    assert len(r["passes"]) == 2 and all(p["rss_mb"] > 0 for p in r["passes"]) and r["rss_start_mb"] > 0
+    pt = subprocess.run([sys.executable, "-m", "patrol.cli", "bench", "shapes", "--weights", str(PT_WEIGHTS)],
+                        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert pt.returncode != 0 and "measures an export" in pt.stderr and "Traceback" not in pt.stderr
 
 
 PT_WEIGHTS = MODEL.parent / MODEL.name.replace("_openvino_model", ".pt")
