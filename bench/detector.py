@@ -93,7 +93,7 @@ def bench_shapes(weights: Path, sizes: tuple[int, ...], max_batch: int,
     for _ in range(2):
         t0 = time.perf_counter()
         for size in sizes:
-            for picture, image in images.items():
+            for image in images.values():
                 canvas = letterbox(image, size)[0].shape[:2]
                 for b in range(1, max_batch + 1):
                     det.runtime.predict([image] * b, det.conf, det.iou, size)

@@ -732,6 +732,8 @@ def _bench_shapes(args, settings) -> int:
     from vision.detector import DetectorError
 
     m = settings.model
+    if args.weights and len(args.weights) > 1:
+        return _fail("bench shapes measures one model at a time: give one --weights")
     weights = Path(args.weights[0]) if args.weights else m.weights
     sizes = (args.imgsz or m.imgsz,) + ((m.confirm_imgsz,) if m.confirm_imgsz and not args.imgsz else ())
     threads = m.threads if args.threads is None else args.threads
