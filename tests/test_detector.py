@@ -8,7 +8,7 @@ import pytest
 
 from streams.reader import iter_file_samples
 from vision.classes import CLASSES
-from vision.detections import box_iou
+from vision.detections import box_iou, centre_inside
 from vision.detector import DEFAULT_MODEL, DEFAULT_WEIGHTS, MODELS, Detector, DetectorError, model_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +99,17 @@ def test_box_iou_pairs_every_box_with_every_box():
     assert iou[2].tolist() == [0.0, 0.0, 0.0]
     assert box_iou(a, np.zeros((0, 4))).shape == (3, 0)
     assert box_iou(b, b).dtype == np.float32  # the runtime's float32 boxes stay float32
+
+
+def test_centre_inside_pairs_every_centre_with_every_box():
+    a = [(0, 0, 10, 10), (8, 8, 12, 12), (0, 0, 40, 2)]  # centres (5, 5), (10, 10), (20, 1)
+    b = [(4, 4, 6, 6), (10, 10, 30, 30), (0, 0, 100, 1)]
+    inside = centre_inside(a, b)
+    assert inside.shape == (3, 3) and inside.dtype == bool
+    assert inside.tolist() == [[True, False, False],   # a small box in the middle still holds it
+                               [False, True, False],   # a centre on a corner counts
+                               [False, False, True]]   # (20, 1) on the bottom edge of a flat strip
+    assert centre_inside(a, np.zeros((0, 4))).shape == (3, 0)
 
 
 def test_a_box_is_confirmed_only_by_the_same_class_at_the_same_place():

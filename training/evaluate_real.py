@@ -25,7 +25,7 @@ from core.wiring import Parts
 from streams.frame import Frame
 from training.real_set import MANIFEST, RealPicture, label_rows, labels_of, load_manifest
 from vision.classes import CLASSES
-from vision.detections import box_iou
+from vision.detections import box_iou, centre_inside
 from vision.rules import EventRule
 
 # A detection answers a labelled box when they overlap at least this much (IoU), or when the
@@ -39,8 +39,7 @@ def event_type_of(class_id: int, rules) -> str | None:
 
 
 def _answers(det, truth) -> bool:
-    cx, cy = (det[0] + det[2]) / 2, (det[1] + det[3]) / 2
-    return box_iou([det], [truth])[0, 0] >= MATCH_IOU or (truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3])
+    return bool(box_iou([det], [truth])[0, 0] >= MATCH_IOU or centre_inside([det], [truth])[0, 0])
 
 
 # The operating curve: every rule's confidence floor moved by the same amount. It shows what a

@@ -19,6 +19,16 @@ def box_iou(a, b) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def centre_inside(a, b) -> np.ndarray:
+    """Whether the centre of every box in ``a`` lies in every box in ``b`` (xyxy, edges
+    included): a bool array of shape (len(a), len(b)). A plume or a hoarding has no one right
+    extent, so two boxes on it may barely overlap while one still holds the other's middle."""
+    a, b = np.asarray(a, dtype=float).reshape(-1, 4), np.asarray(b, dtype=float).reshape(-1, 4)
+    cx, cy = ((a[:, 0] + a[:, 2]) / 2)[:, None], ((a[:, 1] + a[:, 3]) / 2)[:, None]
+    b = b[None]
+    return (b[..., 0] <= cx) & (cx <= b[..., 2]) & (b[..., 1] <= cy) & (cy <= b[..., 3])
+
+
 @dataclass(slots=True)
 class Detections:
     """Boxes on one frame, in that frame's pixels (columns aligned by index).
@@ -52,10 +62,8 @@ class Detections:
         box and takes the best confidence ``other`` gave it."""
         if not len(self) or not len(other):
             return self[np.zeros(len(self), bool)]
-        b = other.xyxy[None, :, :]
-        cx, cy = self.centers[:, 0:1], self.centers[:, 1:2]
-        inside = (b[..., 0] <= cx) & (cx <= b[..., 2]) & (b[..., 1] <= cy) & (cy <= b[..., 3])
-        match = (self.class_id[:, None] == other.class_id[None, :]) & ((box_iou(self.xyxy, other.xyxy) >= min_iou) | inside)
+        near = (box_iou(self.xyxy, other.xyxy) >= min_iou) | centre_inside(self.xyxy, other.xyxy)
+        match = (self.class_id[:, None] == other.class_id[None, :]) & near
         kept = match.any(axis=1)
         out = self[kept]
         out.confidence = np.where(match[kept], other.confidence[None, :], 0).max(axis=1).astype(np.float32)
