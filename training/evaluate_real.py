@@ -38,8 +38,11 @@ def event_type_of(class_id: int, rules) -> str | None:
     return next((r.event_type for r in rules if name in r.labels), None)
 
 
-def _answers(det, truth) -> bool:
-    return bool(box_iou([det], [truth])[0, 0] >= MATCH_IOU or centre_inside([det], [truth])[0, 0])
+def _answered(dets: list, truths: list) -> bool:
+    """Whether any accepted detection answers any labelled box (all pairs at once)."""
+    if not dets or not truths:
+        return False
+    return bool(((box_iou(dets, truths) >= MATCH_IOU) | centre_inside(dets, truths)).any())
 
 
 # The operating curve: every rule's confidence floor moved by the same amount. It shows what a
@@ -60,7 +63,7 @@ def _verdict(frame: Frame, dets, truths: dict[str, list], rules_by_type: dict[st
         accepted = [box for group in rule.relevant(frame, dets).values() for box in group.xyxy.tolist()]
         if accepted:
             raised.append(et)
-        if any(_answers(d, t) for d in accepted for t in truths.get(et, [])):
+        if _answered(accepted, truths.get(et, [])):
             found.append(et)
     return sorted(raised), sorted(found)
 
