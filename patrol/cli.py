@@ -814,14 +814,15 @@ def cmd_simulate(args) -> int:
 def cmd_train(args) -> int:
     if problem := _training_extra_missing("train"):
         return _fail(problem)
-    from training.train import (DataError, check_classes, generate_dataset, read_data_yaml, resume_problem,
-                                 run_metrics, train, trainable_weights, weights_classes)
+    from training.train import (DataError, check_classes, class_repeats, generate_dataset, read_data_yaml,
+                                 resume_problem, run_metrics, train, trainable_weights, weights_classes)
 
     run = Path(args.project) / args.name
     last = run / "weights" / "last.pt"
     extra = {"time": args.hours} if args.hours else {}
     # a fine-tune of a trained model may want a gentler start than a run from scratch
-    extra.update({k: v for k, v in (("lr0", args.lr0), ("warmup_epochs", args.warmup_epochs)) if v is not None})
+    extra.update({k: v for k, v in (("lr0", args.lr0), ("warmup_epochs", args.warmup_epochs),
+                                    ("freeze", args.freeze)) if v is not None})
     args.imgsz = args.imgsz or _settings(args).model.imgsz  # train at the size the product detects at
     if args.resume:
         problem = resume_problem(last)
@@ -831,6 +832,8 @@ def cmd_train(args) -> int:
               flush=True)
         best = train(args.data or "", args.project, resume=True, name=args.name)
     else:
+        if args.class_repeat and not args.real:
+            return _fail("--class-repeat weighs the real set's pictures: give --real too")
         if not (args.data or args.generate):
             return _fail("give --data DATA.yaml (fine-tune on a data set), --generate N (train on rendered pictures), "
                          "or --resume --name RUN (continue an interrupted run)")
@@ -886,17 +889,26 @@ def cmd_train(args) -> int:
 
             real_train = Path(args.real) / "images" / "train"
             try:
+                class_repeat = class_repeats(args.class_repeat, read_data_yaml(data).names)
+            except DataError as err:
+                return _fail(str(err))
+            try:
                 data = with_extra_train(data, real_train, run / "data.yaml", repeat=args.real_repeat,
-                                        negative_repeat=args.negative_repeat)
+                                        negative_repeat=args.negative_repeat,
+                                        class_repeat={i: n for i, (_, n) in class_repeat.items()})
             except DataError as err:
                 return _fail(f"{err} (run `patrol real-set fetch` first)")
             times = f", each {args.real_repeat} times an epoch" if args.real_repeat > 1 else ""
             if args.negative_repeat is not None:
                 times += f"; those with no violation {args.negative_repeat} times"
+            for name, n in class_repeat.values():
+                times += f"; those with a {name} {n} times"
             print(f"patrol train: with {len(pictures_in(real_train))} real training pictures from {real_train}"
                   f"{times}", flush=True)
         budget = (f"a time budget of {args.hours:g} h (at most {args.epochs} epochs; the schedule is fitted after "
                   "the first)" if args.hours else f"{args.epochs} epochs")
+        if args.freeze:
+            budget += f", the first {args.freeze} layers frozen"
         print(f"patrol train: {budget} at {args.imgsz} px, batch {args.batch}; weights go to {run / 'weights'} "
               f"(last.pt after every epoch: resume with --resume --name {args.name}; best.pt at the end)", flush=True)
         best = train(data, args.project, model=weights, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
@@ -1181,12 +1193,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--negative-repeat", type=int, metavar="N",
                    help="--real: show each real picture without a violation N times an epoch instead "
                         "(default: as --real-repeat); more weighs false sightings more")
+    t.add_argument("--class-repeat", action="append", default=[], metavar="CLASS=N",
+                   help="--real: show each real picture holding a box of CLASS N times an epoch (repeatable, "
+                        "e.g. --class-repeat stall=6: a class the model misses gets more of each epoch)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--hours", type=float, help="time budget; the schedule is fitted to it")
     t.add_argument("--imgsz", type=int, help="input size (default: the settings' model.imgsz, 320)")
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr0", type=float, help="initial learning rate (default 0.002, AdamW)")
     t.add_argument("--warmup-epochs", type=float, help="epochs of learning-rate warm-up (default 1)")
+    t.add_argument("--freeze", type=int, metavar="N",
+                   help="train only the layers after the first N (10: YOLOv5n's backbone stays as it is, and "
+                        "only the neck and head learn; an epoch costs less)")
     t.add_argument("--project", default=str(ROOT / "runs" / "detect"))
     t.add_argument("--name", default="train")
     t.add_argument("--resume", action="store_true",

@@ -363,16 +363,23 @@ def test_fine_tune_on_the_export_gives_weights_the_detector_loads(city, exported
     dest = tmp_path / "city.pt"
     rc = main(["--config", str(city.config), "train", "--data", str(out / "data.yaml"), "--epochs", "1",
                "--imgsz", "64", "--batch", "4", "--project", str(tmp_path / "runs"), "--name", "smoke",
-               "--output", str(dest), "--lr0", "0.0005", "--warmup-epochs", "0"])
+               "--output", str(dest), "--lr0", "0.0005", "--warmup-epochs", "0", "--freeze", "10"])
     text = capsys.readouterr().out
     assert rc == 0, text
     # the configured model, not from scratch: the PyTorch weights behind the deployed OpenVINO export
     assert f"fine-tuning {trainable_weights(city.parts.settings.model.weights)}" in text
     assert trainable_weights(city.parts.settings.model.weights).suffix == ".pt"
-    assert "training and" in text and "1 epochs at 64 px, batch 4" in text and "--resume --name smoke" in text
-    assert "validation after epoch 1: precision" in text
+    assert "training and" in text and "1 epochs, the first 10 layers frozen at 64 px, batch 4" in text
+    assert "--resume --name smoke" in text and "validation after epoch 1: precision" in text
     used = yaml.safe_load((tmp_path / "runs" / "smoke" / "args.yaml").read_text())
-    assert (used["lr0"], used["warmup_epochs"]) == (0.0005, 0)  # a gentle fine-tune, as asked
+    assert (used["lr0"], used["warmup_epochs"], used["freeze"]) == (0.0005, 0, 10)  # a gentle fine-tune, as asked
+    # the frozen backbone's convolutions are the starting model's; the head has learnt
+    import torch
+
+    start = torch.load(trainable_weights(city.parts.settings.model.weights), weights_only=False)["model"].state_dict()
+    tuned = torch.load(dest, weights_only=False)["model"].state_dict()
+    assert torch.equal(start["model.0.conv.weight"], tuned["model.0.conv.weight"])
+    assert not torch.equal(start["model.24.cv3.0.2.weight"], tuned["model.24.cv3.0.2.weight"])
     detector = Detector(dest, imgsz=64)
     assert detector.names == list(CLASSES)
     assert len(detector.detect([cv2.imread(str(next(out.glob("images/train/*.jpg"))))])) == 1
@@ -411,6 +418,12 @@ def test_train_checks_the_data_set_and_the_run_before_starting(city, exported, t
     assert "give --data" in err
     rc, err = train("--generate", "10", "--seed", "7")
     assert rc == 2 and "held-out pictures" in err and not (tmp_path / "runs").exists()
+    rc, err = train("--data", out / "data.yaml", "--class-repeat", "stall=6")
+    assert rc == 2 and "give --real too" in err
+    real = tmp_path / "real"
+    (real / "images" / "train").mkdir(parents=True)
+    rc, err = train("--data", out / "data.yaml", "--real", real, "--class-repeat", "stalls=6")
+    assert rc == 2 and "no class 'stalls'" in err and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow

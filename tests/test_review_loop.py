@@ -172,6 +172,42 @@ def test_pictures_without_a_violation_can_weigh_more_than_those_with_one(tmp_pat
                          negative_repeat=0)
 
 
+def test_pictures_of_a_missed_class_can_weigh_more(tmp_path):
+    import cv2
+    import numpy as np
+    import yaml
+    from ultralytics.data.dataset import YOLODataset
+
+    from training.train import DataError, class_repeats, with_extra_train
+
+    for folder in ("set/images/train", "set/images/val", "real/images/train", "real/labels/train"):
+        (tmp_path / folder).mkdir(parents=True)
+    labels = {"market": "0 0.5 0.5 0.2 0.2\n2 0.2 0.8 0.1 0.1\n", "umbrella": "1 0.5 0.5 0.2 0.2\n",
+              "goods": "2 0.5 0.5 0.2 0.2\n", "street": ""}
+    for name, text in labels.items():
+        cv2.imwrite(str(tmp_path / "real/images/train" / f"{name}.jpg"), np.zeros((64, 64, 3), np.uint8))
+        (tmp_path / "real/labels/train" / f"{name}.txt").write_text(text)
+    names = ["stall", "umbrella", "goods"]
+    (tmp_path / "set/data.yaml").write_text(f"path: {tmp_path / 'set'}\ntrain: images/train\nval: images/val\n"
+                                            f"names: {names}\n")
+    wanted = class_repeats(["stall=5", "goods=3"], names)
+    assert wanted == {0: ("stall", 5), 2: ("goods", 3)}
+    out = with_extra_train(tmp_path / "set/data.yaml", tmp_path / "real/images/train", tmp_path / "mix.yaml",
+                           repeat=2, class_repeat={i: n for i, (_, n) in wanted.items()})
+    listing = yaml.safe_load(out.read_text())["train"][1]
+    samples = YOLODataset(img_path=listing, data={"names": dict(enumerate(names)), "channels": 3}, imgsz=64,
+                          augment=False)
+    # the largest of a picture's weights; never fewer than --real-repeat; the negative as --real-repeat
+    assert sorted(Path(f).name for f in samples.im_files) == (["goods.jpg"] * 3 + ["market.jpg"] * 5
+                                                              + ["street.jpg"] * 2 + ["umbrella.jpg"] * 2)
+    with pytest.raises(DataError, match="no class 'stal'"):
+        class_repeats(["stal=5"], names)
+    with pytest.raises(DataError, match="whole number"):
+        class_repeats(["stall=lots"], names)
+    with pytest.raises(DataError, match="at least 1"):
+        class_repeats(["stall=0"], names)
+
+
 def test_rejected_pictures_are_a_set_share_of_an_epoch():
     from bench.review_loop import HARD_NEGATIVE_SHARE, hard_negative_repeat
 

@@ -119,7 +119,7 @@ def train(data_yaml: str | Path, out: str | Path, model: str = "yolo11n.yaml", e
 
 
 def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repeat: int = 1,
-                     negative_repeat: int | None = None) -> Path:
+                     negative_repeat: int | None = None, class_repeat: dict[int, int] | None = None) -> Path:
     """A copy of ``data_yaml`` whose training pictures also include ``extra_images`` (a folder of
     a YOLO layout: its labels in the matching ``labels`` folder). Validation is unchanged.
 
@@ -127,11 +127,15 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repea
     ``out``), so that a small real set weighs as much in an epoch as a large rendered one.
     ``negative_repeat`` lists the pictures with no box (no-violation streets, facades, skies)
     that many times instead: the false sightings they stand for are what a city's analysts
-    pay for, so they may weigh more than the positives."""
+    pay for, so they may weigh more than the positives. ``class_repeat`` ({class id: N}) lists a
+    picture holding a box of that class N times instead (the largest N of its classes, never fewer
+    than ``repeat``): a class the model misses, seen on few pictures, gets more of each epoch."""
     data_yaml = Path(data_yaml)
     extra_images = Path(extra_images)
     negative_repeat = repeat if negative_repeat is None else negative_repeat
-    for name, n in (("repeat", repeat), ("negative_repeat", negative_repeat)):
+    class_repeat = dict(class_repeat or {})
+    for name, n in (("repeat", repeat), ("negative_repeat", negative_repeat),
+                    *((f"class_repeat[{c}]", k) for c, k in class_repeat.items())):
         if n < 1:
             raise DataError(f"{name} must be at least 1, not {n}")
     pictures = pictures_in(extra_images)
@@ -144,14 +148,16 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repea
     trains = data["train"] if isinstance(data["train"], list) else [data["train"]]
     extra = str(extra_images.resolve())
     out.parent.mkdir(parents=True, exist_ok=True)
-    if repeat > 1 or negative_repeat > 1:  # ultralytics keeps a file listed twice as two samples
+    if repeat > 1 or negative_repeat > 1 or any(n > 1 for n in class_repeat.values()):
+        # ultralytics keeps a file listed twice as two samples
         from vision.detector import import_ultralytics
 
         import_ultralytics()
         from ultralytics.data.utils import img2label_paths  # where ultralytics itself looks for them
 
-        labels = img2label_paths([str(f.resolve()) for f in pictures])
-        times = [negative_repeat if is_negative(Path(label)) else repeat for label in labels]
+        labels = [Path(label) for label in img2label_paths([str(f.resolve()) for f in pictures])]
+        times = [negative_repeat if is_negative(label)
+                 else max([repeat] + [class_repeat.get(c, 1) for c in label_classes(label)]) for label in labels]
         listing = out.with_name(f"{out.stem}-extra.txt")
         listing.write_text("".join(f"{f.resolve()}\n" for f, n in zip(pictures, times) for _ in range(n)),
                            encoding="utf-8")
@@ -163,6 +169,24 @@ def with_extra_train(data_yaml: str | Path, extra_images: Path, out: Path, repea
     return out
 
 
+def class_repeats(specs: list[str], names: list[str]) -> dict[int, tuple[str, int]]:
+    """``["stall=6", ...]`` as {class id: (name, 6)}, the classes named as in ``names``."""
+    out: dict[int, tuple[str, int]] = {}
+    for spec in specs:
+        name, _, times = spec.partition("=")
+        name = name.strip()
+        if name not in names:
+            raise DataError(f"--class-repeat {spec}: no class '{name}' (the classes: {', '.join(names)})")
+        try:
+            n = int(times)
+        except ValueError:
+            raise DataError(f"--class-repeat {spec}: give CLASS=N with a whole number N, e.g. {name}=4") from None
+        if n < 1:
+            raise DataError(f"--class-repeat {spec}: N must be at least 1")
+        out[names.index(name)] = (name, n)
+    return out
+
+
 # -- checks before a run ---------------------------------------------------------------------
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -171,6 +195,13 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 def is_negative(label_file: Path) -> bool:
     """A picture with no box: its label file is missing or holds no line."""
     return not label_file.is_file() or not label_file.read_text(encoding="utf-8").strip()
+
+
+def label_classes(label_file: Path) -> set[int]:
+    """The class ids of a YOLO label file's boxes (none when it is missing)."""
+    if not label_file.is_file():
+        return set()
+    return {int(line.split()[0]) for line in label_file.read_text(encoding="utf-8").splitlines() if line.strip()}
 
 
 def pictures_in(folder: Path) -> list[Path]:
