@@ -106,6 +106,47 @@ def test_a_file_that_is_not_the_one_labelled_is_refused(small_set, tmp_path):
     assert "cam-photo" in done["failed"][0] and "SHA-256" in done["failed"][0]
 
 
+def test_a_picture_training_cannot_read_is_written_as_one_it_can(tmp_path):
+    import subprocess
+
+    from PIL import Image
+    from ultralytics.data.dataset import YOLODataset
+
+    from training.labelcheck import CLASSES
+
+    # a repository snapshot as `fetch` finds them, publishing a GIF under a .jpg name
+    repo = tmp_path / "mirrors" / "someone+smoke" / "repo"
+    repo.mkdir(parents=True)
+    Image.new("RGB", (96, 64), (90, 90, 90)).save(repo / "plume.jpg", format="GIF")
+    for cmd in (["init", "-q"], ["add", "plume.jpg"],
+                ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a plume"]):
+        subprocess.run(["git", "-C", str(repo), *cmd], check=True)
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    manifest = _write(tmp_path / "set", [_row(id="plume", repo="someone/smoke", commit=commit, path="plume.jpg",
+                                               sha256=_sha(repo / "plume.jpg"), kind="positive", split="train",
+                                               scene="smoke-1")],
+                      {"plume": "7 0.5 0.5 0.5 0.5\n"})
+    out = tmp_path / "data"
+    assert fetch(out, manifest, mirrors=[tmp_path / "mirrors"])["written"] == 1
+    written = out / "images" / "train" / "plume.jpg"
+    assert Image.open(written).format == "JPEG" and Image.open(written).size == (96, 64)
+    samples = YOLODataset(img_path=str(written.parent), data={"names": dict(enumerate(CLASSES)), "channels": 3}, imgsz=64,
+                          augment=False)
+    assert len(samples) == 1  # ultralytics trains on it (a GIF it would leave out as corrupt)
+    # a set fetched before, holding the GIF as published, is mended on the next fetch
+    written.write_bytes((repo / "plume.jpg").read_bytes())
+    fetch(out, manifest, mirrors=[tmp_path / "mirrors"])
+    assert Image.open(written).format == "JPEG"
+    # a file that is no picture at all is named, not written
+    (repo / "plume.jpg").write_bytes(b"not a picture")
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "x"],
+                   check=True)
+    broken = _write(tmp_path / "set2", [_row(id="junk", repo="someone/smoke", commit="HEAD", path="plume.jpg",
+                                             sha256=_sha(repo / "plume.jpg"), scene="junk-1")], {"junk": ""})
+    done = fetch(tmp_path / "data2", broken, mirrors=[tmp_path / "mirrors"])
+    assert done["written"] == 0 and "junk: plume.jpg: not a picture" in done["failed"][0]
+
+
 def test_a_scene_in_both_splits_is_refused(small_set, tmp_path):
     rows = list(csv.DictReader(small_set.open()))
     rows[1]["scene"] = rows[0]["scene"]  # coffee (train) now shares the camera's scene (eval)

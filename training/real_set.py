@@ -7,7 +7,9 @@ packages under their own licences. ``training/real/manifest.csv`` names each one
 ``training/real/labels/<id>.txt`` are the project's own, drawn by eye (YOLO rows; an empty
 file means "looked at: no violation"). ``fetch`` rebuilds the set under ``data/real`` as a
 YOLO data set split by scene, from local repository snapshots or, with ``download=True``,
-from GitHub at the recorded commit, and refuses any file whose hash differs.
+from GitHub at the recorded commit, and refuses any file whose hash differs. A file whose
+format training cannot read (a GIF published as ``.jpg``) is written as its first frame,
+re-encoded; the hash is the published file's.
 
 Origins:
 - ``owner/name``: a public GitHub repository; ``path`` inside it, at ``commit``.
@@ -203,6 +205,38 @@ def frame_jpeg(video: bytes, index: int, name: str) -> bytes:
     raise RealSetError(f"{name}: has no frame {index}")
 
 
+# The formats ultralytics trains on, by the file's first bytes (not its name): a GIF published
+# as `.jpg` is read by OpenCV but left out of training as "corrupt".
+TRAINABLE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def is_trainable(head: bytes) -> bool:
+    """Whether a file starting with ``head`` (12 bytes are enough) is in a format training reads."""
+    return head.startswith(TRAINABLE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def trainable(data: bytes, suffix: str, name: str) -> bytes:
+    """``data`` as is when training can read it, else its first frame re-encoded as ``suffix`` says."""
+    import cv2
+    import numpy as np
+
+    if is_trainable(data):
+        return data
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise RealSetError(f"{name}: not a picture that can be read")
+    ok, encoded = cv2.imencode(".jpg" if suffix in (".jpg", ".jpeg") else suffix, frame,
+                               [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise RealSetError(f"{name}: could not be re-encoded as {suffix}")
+    return encoded.tobytes()
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(12)
+
+
 def fetch(out: Path, manifest: Path = MANIFEST, mirrors: Iterable[Path] = DEFAULT_MIRRORS,
           download: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
     """Write the set as a YOLO data set: ``out/images/<split>/<id>``, ``out/labels/<split>/<id>.txt``
@@ -218,13 +252,14 @@ def fetch(out: Path, manifest: Path = MANIFEST, mirrors: Iterable[Path] = DEFAUL
     for i, p in enumerate(pictures):
         image = out / "images" / p.split / f"{p.id}{p.suffix}"
         label = out / "labels" / p.split / f"{p.id}.txt"
-        if not image.exists():
+        if not image.exists() or not is_trainable(_head(image)):  # (one written before GIFs were re-encoded)
             try:
                 data = original_bytes(p, mirrors, download)
                 if p.is_frame:
                     data = frame_jpeg(data, int(p.frame), p.path)
                 elif p.path.endswith(".gz"):
                     data = gzip.decompress(data)
+                data = trainable(data, p.suffix, f"{p.id}: {p.path}")
             except RealSetError as err:
                 failed.append(str(err))
                 continue
@@ -242,6 +277,7 @@ def fetch(out: Path, manifest: Path = MANIFEST, mirrors: Iterable[Path] = DEFAUL
     for f in stale:
         f.unlink()
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
+    out.mkdir(parents=True, exist_ok=True)  # (none of the pictures may have been had)
     (out / "data.yaml").write_text(f"path: {out.resolve()}\ntrain: images/train\nval: images/eval\nnames:\n{names}\n")
     return {"pictures": len(pictures), "written": len(pictures) - len(failed), "failed": failed, "removed": len(stale)}
 
