@@ -905,8 +905,9 @@ def cmd_train(args) -> int:
                 times += f"; those with a {name} {n} times"
             print(f"patrol train: with {len(pictures_in(real_train))} real training pictures from {real_train}"
                   f"{times}", flush=True)
-        budget = (f"a time budget of {args.hours:g} h (at most {args.epochs} epochs; the schedule is fitted after "
-                  "the first)" if args.hours else f"{args.epochs} epochs")
+        # ultralytics sets the number of epochs from the budget once the first is timed, more or fewer
+        budget = (f"a time budget of {args.hours:g} h (as many epochs as fit, counted after the first; "
+                  "--epochs gives way to it)" if args.hours else f"{args.epochs} epochs")
         if args.freeze:
             budget += f", the first {args.freeze} layers frozen"
         print(f"patrol train: {budget} at {args.imgsz} px, batch {args.batch}; weights go to {run / 'weights'} "
@@ -1197,7 +1198,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--real: show each real picture holding a box of CLASS N times an epoch (repeatable, "
                         "e.g. --class-repeat stall=6: a class the model misses gets more of each epoch)")
     t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--hours", type=float, help="time budget; the schedule is fitted to it")
+    t.add_argument("--hours", type=float, help="time budget in hours: as many epochs as fit (counted once the first is timed) replace --epochs")
     t.add_argument("--imgsz", type=int, help="input size (default: the settings' model.imgsz, 320)")
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr0", type=float, help="initial learning rate (default 0.002, AdamW)")
