@@ -221,6 +221,7 @@ def run_pipeline(spec: dict) -> dict:
         "detected": det_images, "detector_share": round(det_images / max(1, analysed), 3),
         "dropped": b["dropped"] - a["dropped"], "reconnects": b["reconnects"] - a["reconnects"],
         "model": detector.version, "imgsz": m.imgsz, "confirm_imgsz": m.confirm_imgsz,
+        "confirm_conf": m.confirm_conf,
     }
 
 

@@ -30,6 +30,10 @@ class ModelSettings(BaseModel):
     # a second look at this size at every sample on which the first look finds anything; only
     # what both looks find is kept (vision/detector.py). 0: one look
     confirm_imgsz: int = Field(416, ge=0, le=1920, multiple_of=32)
+    # with two looks, the first look's floor: a box this sure at the first size is looked at
+    # again, and kept if the second look finds it at `conf` or more (a far-off shed or plume is
+    # faint at 320 px and clear at 416 px). Above `conf` it has no effect
+    confirm_conf: float = Field(0.2, gt=0, lt=1)
     device: str = "cpu"
     batch: int = Field(16, ge=1, le=256)
     # inference threads of an exported model (OpenVINO, ONNX Runtime); 0: the runtime's choice

@@ -91,7 +91,7 @@ class Parts:
 
         m = self.settings.model
         return Detector(m.weights, imgsz=m.imgsz, conf=m.conf, device=m.device, max_batch=m.batch, threads=m.threads,
-                        confirm_imgsz=m.confirm_imgsz)
+                        confirm_imgsz=m.confirm_imgsz, confirm_conf=m.confirm_conf)
 
     @cached_property
     def rules(self):

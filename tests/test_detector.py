@@ -141,6 +141,27 @@ def test_the_second_look_keeps_what_both_input_sizes_find():
 
 
 @needs_model
+def test_the_first_look_hands_faint_boxes_to_the_second():
+    # a stall far down the street: faint at 320 px (about 0.2), clear at 416 px (about 0.5)
+    image = frame_at("vehicle_street_vending", 31).image
+    faint = Detector(OPENVINO, conf=0.15).detect([image])[0]
+    assert "stall" in faint[faint.confidence < 0.25].labels
+    strict = Detector(OPENVINO, confirm_imgsz=416, confirm_conf=0.25).detect([image])[0]
+    loose = Detector(OPENVINO, confirm_imgsz=416, confirm_conf=0.15).detect([image])[0]
+    assert "stall" not in strict.labels and "stall" in loose.labels
+    expected = faint.confirmed_by(Detector(OPENVINO, imgsz=416).detect([image])[0])
+    assert loose.labels == expected.labels and np.allclose(loose.confidence, expected.confidence)
+    assert loose.confidence.min() >= 0.25  # what is kept passed the detector's floor at the second look
+    # the floor below the detector's own only matters with two looks
+    one = Detector(OPENVINO, confirm_conf=0.15)
+    assert one.detect([image])[0].confidence.min() >= 0.25 and one.looks == "320 px"
+    assert Detector(OPENVINO, confirm_imgsz=416, confirm_conf=0.15).looks == "320 px from 0.15, confirmed at 416 px"
+    # a batch larger than the runtime's takes several calls, each with the floor of its look
+    many = Detector(OPENVINO, max_batch=2, confirm_imgsz=416, confirm_conf=0.15).detect([image] * 5)
+    assert all(d.labels == loose.labels and np.allclose(d.confidence, loose.confidence) for d in many)
+
+
+@needs_model
 def test_a_model_exported_for_one_input_size_is_refused_with_the_way_out(tmp_path):
     # the runtime batches letterboxed rectangles and takes a second look at another size: it
     # needs an export with a dynamic shape, and says so when loading rather than failing mid-patrol

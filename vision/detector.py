@@ -57,13 +57,16 @@ class Detector:
 
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, imgsz: int = 320, conf: float = 0.25,
                  iou: float = 0.5, device: str = "cpu", max_batch: int = 16, threads: int = 0,
-                 confirm_imgsz: int = 0):
+                 confirm_imgsz: int = 0, confirm_conf: float | None = None):
         weights = Path(weights)
         if not weights.exists():
             raise DetectorError(f"model weights not found: {weights}")
         self.weights = weights
         self.imgsz, self.conf, self.iou, self.device, self.max_batch = imgsz, conf, iou, device, max_batch
         self.confirm_imgsz = confirm_imgsz  # 0: one look
+        # With two looks, how sure the first must be of a box to look again: a thing far off is
+        # faint at the first size and clear at the second, which alone decides its confidence.
+        self.confirm_conf = conf if confirm_conf is None else min(conf, confirm_conf)
         self.version = model_version(weights)
         self.model = self.runtime = None
         if device == "cpu" and (weights.is_dir() or weights.suffix == ".onnx"):
@@ -102,8 +105,11 @@ class Detector:
 
     @property
     def looks(self) -> str:
-        """How it looks at a picture, for reports: "320 px", "320 px, confirmed at 416 px"."""
-        return f"{self.imgsz} px" + (f", confirmed at {self.confirm_imgsz} px" if self.confirm_imgsz else "")
+        """How it looks at a picture, for reports: "320 px", "320 px from 0.15, confirmed at 416 px"."""
+        if not self.confirm_imgsz:
+            return f"{self.imgsz} px"
+        floor = f" from {self.confirm_conf:g}" if self.confirm_conf < self.conf else ""
+        return f"{self.imgsz} px{floor}, confirmed at {self.confirm_imgsz} px"
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
         """Detections for each BGR image, in that image's pixels.
@@ -112,24 +118,26 @@ class Detector:
         again at that size, and only what both looks find is kept, with the second look's
         confidence (``Detections.confirmed_by``). A real thing is seen at both sizes; much of
         what a detector makes up from a window grid or a parasol's stripes is seen at one only.
-        Images with nothing on them, most of a patrol's samples, cost one look."""
-        found = self._detect(images, self.imgsz)
-        if self.confirm_imgsz:
-            todo = [i for i, dets in enumerate(found) if len(dets)]
-            again = self._detect([images[i] for i in todo], self.confirm_imgsz)
-            for i, second in zip(todo, again):
-                found[i] = found[i].confirmed_by(second)
+        Images with nothing on them, most of a patrol's samples, cost one look. The first look
+        keeps boxes down to ``confirm_conf``; what survives has passed ``conf`` at the second."""
+        if not self.confirm_imgsz:
+            return self._detect(images, self.imgsz, self.conf)
+        found = self._detect(images, self.imgsz, self.confirm_conf)
+        todo = [i for i, dets in enumerate(found) if len(dets)]
+        again = self._detect([images[i] for i in todo], self.confirm_imgsz, self.conf)
+        for i, second in zip(todo, again):
+            found[i] = found[i].confirmed_by(second)
         return found
 
-    def _detect(self, images: list[np.ndarray], imgsz: int) -> list[Detections]:
+    def _detect(self, images: list[np.ndarray], imgsz: int, conf: float) -> list[Detections]:
         out: list[Detections] = []
         for i in range(0, len(images), self.max_batch):
             chunk = images[i : i + self.max_batch]
             if self.runtime is not None:
-                for xyxy, conf, cls in self.runtime.predict(chunk, self.conf, self.iou, imgsz):
-                    out.append(Detections(xyxy, conf, cls, [self.names[c] for c in cls]))
+                for xyxy, score, cls in self.runtime.predict(chunk, conf, self.iou, imgsz):
+                    out.append(Detections(xyxy, score, cls, [self.names[c] for c in cls]))
                 continue
-            results = self.model.predict(chunk, imgsz=imgsz, conf=self.conf, iou=self.iou, device=self.device,
+            results = self.model.predict(chunk, imgsz=imgsz, conf=conf, iou=self.iou, device=self.device,
                                          verbose=False, batch=len(chunk))
             for r in results:
                 b = r.boxes
