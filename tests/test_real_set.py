@@ -264,7 +264,7 @@ def test_patrol_eval_real_json(small_set, tmp_path, capsys):
     assert (tmp_path / "report" / "misses" / "sheet-000.jpg").exists() == bool(missed)
     false = any(p["raised"] for p in per.values() if p["kind"] == "negative")
     assert (tmp_path / "report" / "false-sightings" / "sheet-000.jpg").exists() == false
-    assert result["looks"] == "320 px, confirmed at 416 px" and "confirmed at 416 px" in \
+    assert result["looks"] == "320 px from 0.20, confirmed at 416 px" and "confirmed at 416 px" in \
         (tmp_path / "report" / "report-real.md").read_text()  # how the detector looked is part of the figure
     assert main(["eval", "--real", "--manifest", str(small_set), "--real-dir", str(out), "--json", "--skip-boxes",
                  "--out", str(tmp_path / "quick")]) == 0

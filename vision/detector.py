@@ -105,10 +105,10 @@ class Detector:
 
     @property
     def looks(self) -> str:
-        """How it looks at a picture, for reports: "320 px", "320 px from 0.15, confirmed at 416 px"."""
+        """How it looks at a picture, for reports: "320 px", "320 px from 0.20, confirmed at 416 px"."""
         if not self.confirm_imgsz:
             return f"{self.imgsz} px"
-        floor = f" from {self.confirm_conf:g}" if self.confirm_conf < self.conf else ""
+        floor = f" from {self.confirm_conf:.2f}" if self.confirm_conf < self.conf else ""
         return f"{self.imgsz} px{floor}, confirmed at {self.confirm_imgsz} px"
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
